@@ -1,0 +1,24 @@
+// The precompiled header shared by every test and program. Only heavy, stable third-party
+// headers belong here: changing this file rebuilds everything.
+#pragma once
+
+#include <torch/torch.h>
+#include <gtest/gtest.h>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>

@@ -1,0 +1,83 @@
+// Lesson 02 - rotary position embedding (RoPE), as Llama uses it.
+//
+// Shapes: B batch, H heads, T time, D head dimension (even), L the longest position cached.
+//
+// RoPE (Su et al. 2021, "RoFormer") encodes position by *rotating* query and key vectors instead of
+// adding a position vector to the input. The D channels are split into D/2 pairs; pair i at
+// position t is rotated by the angle t * w_i, with frequencies
+//
+//     w_i = theta^(-2i / D),   i = 0 .. D/2 - 1,   theta = 10000 (Llama 1-2)
+//
+// so the first pairs spin fast (fine position) and the last ones slowly (coarse position):
+//
+//     [y_a]   [cos(t w_i)  -sin(t w_i)] [x_a]
+//     [y_b] = [sin(t w_i)   cos(t w_i)] [x_b]
+//
+// Why it works: a rotation keeps norms, and the dot product of a query rotated by m w_i with a key
+// rotated by n w_i depends only on (m - n) w_i. Attention scores therefore see *relative* position.
+//
+// Which channels form a pair is a convention:
+//   kHalf         pair i = (x[i], x[i + D/2])      Hugging Face Llama's "rotate_half"; the default here
+//   kInterleaved  pair i = (x[2i], x[2i + 1])      the RoFormer paper and Meta's original Llama code
+// The two are the same rotation applied to permuted channels: that is why Hugging Face permutes the
+// rows of q_proj/k_proj when it converts Meta's checkpoints. A model is only consistent with itself.
+//
+// For decoding with a KV cache (lesson 05) a new token sits at position `offset`, not 0: apply()
+// takes that offset and uses the angles of positions offset .. offset + T - 1.
+#pragma once
+
+#include <llm/common/todo.h>
+
+#include <torch/torch.h>
+
+namespace llm {
+
+// Llama 1 and 2's base (rope_theta).
+inline constexpr double kRopeTheta = 10000.0;
+
+enum class RopePairing { kHalf, kInterleaved };
+
+class RotaryEmbedding {
+ public:
+  // Precomputes cos(t w_i) and sin(t w_i) for t = 0 .. max_len - 1 in float32.
+  RotaryEmbedding(int64_t head_dim, int64_t max_len, double theta = kRopeTheta,
+                  RopePairing pairing = RopePairing::kHalf)
+      : head_dim_(head_dim), max_len_(max_len), theta_(theta), pairing_(pairing) {
+    // 1. Check head_dim is positive and even (channels come in pairs) and max_len and theta positive.
+    // 2. w = theta ^ (-(0, 2, 4, .., D-2) / D)                      // (D/2,)  in float64, then float32
+    // 3. angles = outer(t = 0 .. L-1, w)                            // (L, D/2)
+    // 4. cos_ = cos(angles), sin_ = sin(angles)                     // (L, D/2) float32 each
+    LLM_TODO("lesson02: RotaryEmbedding(): w_i = theta^(-2i/D); cos/sin of outer(positions, w)");
+  }
+
+  // x: (B, H, T, D) -> (B, H, T, D), same dtype; positions offset .. offset + T - 1.
+  torch::Tensor apply(const torch::Tensor& x, int64_t offset = 0) const {
+    // 1. Check x is 4-D with last dim head_dim, offset >= 0 and offset + T <= max_len (say which
+    //    position was asked for and how many are cached).
+    // 2. c, s = cos_, sin_ rows offset .. offset + T - 1               // (T, D/2), broadcast over B, H
+    // 3. Split x (in float32) into the two members of each pair:
+    //      kHalf:        a = x[..., :D/2],  b = x[..., D/2:]
+    //      kInterleaved: a = x[..., 0::2],  b = x[..., 1::2]
+    // 4. Rotate: a' = a c - b s,  b' = b c + a s
+    // 5. Put a', b' back where a, b came from (cat for kHalf; stack on a new last dim and flatten for
+    //    kInterleaved) and cast to x's dtype.
+    LLM_TODO("lesson02: RotaryEmbedding::apply(): rotate each channel pair (a, b) by t * w_i");
+  }
+
+  int64_t head_dim() const { return head_dim_; }
+  int64_t max_len() const { return max_len_; }
+  double theta() const { return theta_; }
+  RopePairing pairing() const { return pairing_; }
+  const torch::Tensor& cos() const { return cos_; }  // (L, D/2)
+  const torch::Tensor& sin() const { return sin_; }  // (L, D/2)
+
+ private:
+  int64_t head_dim_;
+  int64_t max_len_;
+  double theta_;
+  RopePairing pairing_;
+  torch::Tensor cos_;  // (L, D/2) float32
+  torch::Tensor sin_;  // (L, D/2) float32
+};
+
+}  // namespace llm
