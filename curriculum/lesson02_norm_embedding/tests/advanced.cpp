@@ -48,7 +48,10 @@ TEST_F(RMSNormAdvanced, RowOfZerosStaysFinite) {
 
 TEST_F(RMSNormAdvanced, Bf16InputIsNormalizedInFp32AndReturnedAsBf16) {
   llm::RMSNorm norm(C);
-  // Large values with a small spread: x^2 in bf16 (8 bits of mantissa) would lose the spread.
+  // What this checks: the output keeps bf16 (an fp32 weight must not promote it) and equals the
+  // fp32-statistics reference within one bf16 rounding. RMSNorm subtracts no mean, so statistics
+  // taken in bf16 would also land within that rounding; LayerNorm's bf16 test is the one that
+  // catches bf16 statistics.
   auto x32 = 200.0 + torch::randn({B, T, C});
   auto x16 = x32.to(torch::kBFloat16);
   auto y = norm(x16);
@@ -56,7 +59,7 @@ TEST_F(RMSNormAdvanced, Bf16InputIsNormalizedInFp32AndReturnedAsBf16) {
   // Reference: Hugging Face's order of operations on the same bf16 input.
   auto h = x16.to(torch::kFloat32);
   auto expected = (h * torch::rsqrt(h.pow(2).mean(-1, true) + llm::kRmsNormEps)).to(torch::kBFloat16);
-  // bf16 has a relative step of 2^-8 = 0.4%: one rounding step of slack.
+  // Neighbouring bf16 values are 2^-8 to 2^-7 of the value apart: 8e-3 is one rounding step.
   EXPECT_TRUE(AllClose(y.to(torch::kFloat32), expected.to(torch::kFloat32), /*rtol=*/8e-3, /*atol=*/1e-3));
 }
 
@@ -253,6 +256,14 @@ TEST_F(RopeAdvanced, Bf16InputIsRotatedAccuratelyAndStaysBf16) {
   ASSERT_EQ(y.scalar_type(), torch::kBFloat16);
   auto expected = rope.apply(x16.to(torch::kFloat32), 5);
   EXPECT_TRUE(AllClose(y.to(torch::kFloat32), expected, 8e-3, 8e-3)) << "one bf16 rounding of the result";
+}
+
+TEST_F(RopeAdvanced, TheLastCachedPositionIsUsable) {
+  llm::RotaryEmbedding rope(D, 8);
+  auto x = torch::randn({1, 1, 3, D});
+  auto tail = rope.apply(x, /*offset=*/5);  // positions 5, 6, 7: exactly fills the cache
+  auto full = rope.apply(torch::cat({torch::zeros({1, 1, 5, D}), x}, 2));
+  EXPECT_TRUE(AllClose(tail, full.narrow(2, 5, 3), 0, 0)) << "offset + T == max_len is allowed";
 }
 
 TEST_F(RopeAdvanced, RejectsAnOddHeadDimension) {

@@ -43,7 +43,8 @@ class RotaryEmbedding {
   RotaryEmbedding(int64_t head_dim, int64_t max_len, double theta = kRopeTheta,
                   RopePairing pairing = RopePairing::kHalf)
       : head_dim_(head_dim), max_len_(max_len), theta_(theta), pairing_(pairing) {
-    // 1. Check head_dim is positive and even (channels come in pairs) and max_len and theta positive.
+    // 1. Check head_dim is positive and even (channels come in pairs) and max_len and theta positive;
+    //    e.g. "RotaryEmbedding: head_dim must be positive and even, got 7".
     // 2. w = theta ^ (-(0, 2, 4, .., D-2) / D)                      // (D/2,)  in float64, then float32
     // 3. angles = outer(t = 0 .. L-1, w)                            // (L, D/2)
     // 4. cos_ = cos(angles), sin_ = sin(angles)                     // (L, D/2) float32 each
@@ -52,8 +53,9 @@ class RotaryEmbedding {
 
   // x: (B, H, T, D) -> (B, H, T, D), same dtype; positions offset .. offset + T - 1.
   torch::Tensor apply(const torch::Tensor& x, int64_t offset = 0) const {
-    // 1. Check x is 4-D with last dim head_dim, offset >= 0 and offset + T <= max_len (say which
-    //    position was asked for and how many are cached).
+    // 1. Check x is 4-D with last dim head_dim ("expected x of shape (B, H, T, 8), got [1, 4, 8]"),
+    //    and offset >= 0 and offset + T <= max_len, naming the positions asked for and the cache:
+    //    "positions 6..9 requested but only 0..7 are cached (max_len = 8)".
     // 2. c, s = cos_, sin_ rows offset .. offset + T - 1               // (T, D/2), broadcast over B, H
     // 3. Split x (in float32) into the two members of each pair:
     //      kHalf:        a = x[..., :D/2],  b = x[..., D/2:]

@@ -30,10 +30,11 @@ struct TokenEmbeddingImpl : torch::nn::Module {
 
   // ids: any shape S of integer ids in [0, V) -> (S..., C)
   torch::Tensor forward(const torch::Tensor& ids) {
-    // 1. Check that ids has an integer dtype (a float "id" is a bug upstream) and that every id is in
-    //    [0, vocab_size): report the offending id and the valid range, because the raw indexing error
-    //    deep inside a model says neither.
-    // 2. Gather the rows: weight.index_select(0, ids.flatten()) is (N, C) for N = ids.numel().
+    // 1. Check that ids has an integer dtype (a float "id" is a bug upstream): "ids must be an integer
+    //    tensor, got Float". Check that every id is in [0, vocab_size) and report the offending id and
+    //    the valid range, "token id 13 is outside the vocabulary; valid ids are 0..12", because the
+    //    raw indexing error deep inside a model says neither.
+    // 2. Gather the rows: weight.index_select(0, ids.flatten().to(torch::kLong)) is (N, C), N = ids.numel().
     // 3. Reshape to ids.sizes() + (C,).
     // BEGIN SOLUTION: TokenEmbedding::forward(): check ids are integers in [0, V), gather rows of weight
     TORCH_CHECK(!torch::isFloatingType(ids.scalar_type()) && ids.scalar_type() != torch::kBool,

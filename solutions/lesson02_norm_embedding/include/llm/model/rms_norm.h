@@ -38,7 +38,8 @@ struct RMSNormImpl : torch::nn::Module {
 
   // x: (..., C) -> (..., C), same dtype as x.
   torch::Tensor forward(const torch::Tensor& x) {
-    // 1. Check that the last dimension of x is `dim`; say which size was expected and which came.
+    // 1. Check that the last dimension of x is `dim`; name both: "expected the last dimension of x to
+    //    be 16, got shape [2, 7, 17]".
     // 2. h = x in float32.
     // 3. h = h * rsqrt(mean(h^2, dim=-1, keepdim=true) + eps)          // (..., C)
     // 4. Multiply by weight (broadcast over the leading dims) and cast the result to x's dtype.

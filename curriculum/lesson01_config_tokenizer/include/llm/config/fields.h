@@ -1,0 +1,133 @@
+// Lesson 01 - reading a config struct from YAML, and the errors a person can act on.
+//
+// A config struct lists its fields once, as (name, pointer to member, help) rows:
+//
+//     {"hidden_size", &ModelConfig::hidden_size, "model width C"}
+//
+// and everything else - loading, saving, the list of valid keys, "did you mean" - is written once
+// here against that table, for every config struct.
+//
+// The errors are the point of this file. A typo in a YAML file must not silently train the wrong
+// model, so an unknown key is an error that names the key and suggests the nearest valid one by
+// edit distance, and a value of the wrong type names the key, the expected type and what was found.
+#pragma once
+
+#include <llm/common/todo.h>
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace llm {
+
+struct ConfigError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+template <typename Config>
+struct Field {
+  using Member = std::variant<int64_t Config::*, double Config::*, bool Config::*, std::string Config::*>;
+  const char* name;
+  Member member;
+  const char* help;
+};
+
+// Levenshtein distance: the fewest single-character insertions, deletions and substitutions that
+// turn a into b. "num_layers" -> "num_hidden_layers" is 7 insertions; "hiden_size" -> "hidden_size" 1.
+inline int64_t edit_distance(const std::string& a, const std::string& b) {
+  // Dynamic programming over prefixes, one row at a time:
+  //   d[i][j] = distance between a[:i] and b[:j]
+  //   d[0][j] = j,  d[i][0] = i
+  //   d[i][j] = min(d[i-1][j] + 1,                          delete a[i-1]
+  //                 d[i][j-1] + 1,                          insert b[j-1]
+  //                 d[i-1][j-1] + (a[i-1] != b[j-1]))       substitute (free if equal)
+  // Keep only the previous row: O(|b|) memory.
+  LLM_TODO("lesson01: edit_distance(): Levenshtein distance by dynamic programming over prefixes");
+}
+
+// The valid name closest to `unknown` by edit distance (the first one on a tie).
+inline std::string nearest_name(const std::string& unknown, const std::vector<std::string>& valid) {
+  std::string best;
+  int64_t best_distance = INT64_MAX;
+  for (const auto& name : valid) {
+    const int64_t d = edit_distance(unknown, name);
+    if (d < best_distance) best = name, best_distance = d;
+  }
+  return best;
+}
+
+inline std::string join_names(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& name : names) out += (out.empty() ? "" : ", ") + name;
+  return out;
+}
+
+template <typename Config>
+std::vector<std::string> field_names() {
+  std::vector<std::string> names;
+  for (const auto& field : Config::fields()) names.emplace_back(field.name);
+  return names;
+}
+
+namespace detail {
+
+inline std::string scalar_text(const YAML::Node& node) {
+  if (node.IsScalar()) return "'" + node.Scalar() + "'";
+  if (node.IsSequence()) return "a list";
+  if (node.IsMap()) return "a mapping";
+  return "nothing";
+}
+
+// node.as<T>() with an error that names the key, the expected type and the value found.
+template <typename T>
+T parse_scalar(const YAML::Node& node, const std::string& where, const char* type_name) {
+  if (node.IsScalar()) {
+    try {
+      if constexpr (std::is_same_v<T, int64_t>) {
+        // yaml-cpp would read 4.5 as 4: only accept text that is an integer all the way through.
+        const std::string& text = node.Scalar();
+        size_t used = 0;
+        const long long value = std::stoll(text, &used);
+        if (used == text.size()) return value;
+      } else {
+        return node.as<T>();
+      }
+    } catch (const std::exception&) {
+    }
+  }
+  throw ConfigError(where + " must be " + type_name + ", got " + scalar_text(node));
+}
+
+}  // namespace detail
+
+// Sets the fields named in `node` (a YAML mapping) and leaves the others at their current values.
+// `section` names the mapping in error messages, e.g. "model".
+template <typename Config>
+void apply_yaml(Config& config, const YAML::Node& node, const std::string& section) {
+  // 1. A missing or null node changes nothing. Anything else that is not a mapping is an error
+  //    ("<section>: expected a mapping of key: value").
+  // 2. For every key in the mapping, find the field with that name in Config::fields().
+  //    No such field: throw ConfigError "<section>: unknown key '<key>'; did you mean '<nearest>'?
+  //    valid keys: <all names>" (nearest_name, join_names and field_names do the work).
+  // 3. Parse the value with the field's type and store it through the pointer to member:
+  //    std::visit over field.member, detail::parse_scalar<T>(value, "<section>.<key>", "<type name>")
+  //    with the type names "an integer", "a number", "true or false", "a string".
+  LLM_TODO("lesson01: apply_yaml(): look every key up in Config::fields(), suggest the nearest on a typo, parse by type");
+}
+
+// Every field as a YAML mapping, in the order of Config::fields().
+template <typename Config>
+YAML::Node to_yaml(const Config& config) {
+  YAML::Node node(YAML::NodeType::Map);
+  for (const auto& field : Config::fields()) {
+    std::visit([&](auto member) { node[field.name] = config.*member; }, field.member);
+  }
+  return node;
+}
+
+}  // namespace llm

@@ -1,0 +1,82 @@
+// Lesson 01 - the training run's settings: batch, schedule, optimizer, precision, threads, files.
+//
+// Names follow nanoGPT's train.py where one exists (batch_size, learning_rate, min_lr,
+// warmup_steps, weight_decay, beta1, beta2, grad_clip, eval_interval). Lessons 07 and 10 consume
+// them; lesson 01 only has to load, save and validate them.
+#pragma once
+
+#include <llm/common/todo.h>
+#include <llm/config/fields.h>
+
+#include <string>
+#include <vector>
+
+namespace llm {
+
+struct TrainConfig {
+  int64_t batch_size = 16;              // B sequences per micro-batch
+  int64_t seq_len = 256;                // T tokens per sequence
+  int64_t grad_accum_steps = 1;         // micro-batches per optimizer step
+  int64_t max_steps = 2000;             // optimizer steps
+  double learning_rate = 1e-3;          // peak, reached after warmup
+  double min_lr = 1e-4;                 // the cosine schedule ends here
+  int64_t warmup_steps = 100;
+  double weight_decay = 0.1;
+  double beta1 = 0.9;
+  double beta2 = 0.95;
+  double grad_clip = 1.0;               // max global gradient norm; 0 = no clipping
+  std::string optimizer = "adamw";      // adamw | lion
+  std::string dtype = "float32";        // float32 | bfloat16 (autocast-style mixed precision)
+  int64_t threads = 0;                  // 0 = every core
+  int64_t seed = 1337;
+  int64_t eval_interval = 200;          // steps between validation passes
+  int64_t eval_batches = 20;            // micro-batches per validation pass
+  int64_t log_interval = 10;
+  int64_t checkpoint_interval = 500;
+  std::string train_data = "data/austen/train.txt";
+  std::string val_data = "data/austen/val.txt";
+  std::string out_dir = "runs/default";
+
+  static inline const std::vector<std::string> kOptimizers = {"adamw", "lion"};
+  static inline const std::vector<std::string> kDtypes = {"float32", "bfloat16"};
+
+  static const std::vector<Field<TrainConfig>>& fields() {
+    static const std::vector<Field<TrainConfig>> table = {
+        {"batch_size", &TrainConfig::batch_size, "B, sequences per micro-batch"},
+        {"seq_len", &TrainConfig::seq_len, "T, tokens per sequence"},
+        {"grad_accum_steps", &TrainConfig::grad_accum_steps, "micro-batches per optimizer step"},
+        {"max_steps", &TrainConfig::max_steps, "optimizer steps"},
+        {"learning_rate", &TrainConfig::learning_rate, "peak learning rate"},
+        {"min_lr", &TrainConfig::min_lr, "learning rate at the end of the cosine decay"},
+        {"warmup_steps", &TrainConfig::warmup_steps, "linear warmup steps"},
+        {"weight_decay", &TrainConfig::weight_decay, "decoupled weight decay"},
+        {"beta1", &TrainConfig::beta1, "first-moment decay"},
+        {"beta2", &TrainConfig::beta2, "second-moment decay"},
+        {"grad_clip", &TrainConfig::grad_clip, "max global gradient norm; 0 = off"},
+        {"optimizer", &TrainConfig::optimizer, "adamw or lion"},
+        {"dtype", &TrainConfig::dtype, "float32 or bfloat16"},
+        {"threads", &TrainConfig::threads, "compute threads; 0 = every core"},
+        {"seed", &TrainConfig::seed, "random seed"},
+        {"eval_interval", &TrainConfig::eval_interval, "steps between validation passes"},
+        {"eval_batches", &TrainConfig::eval_batches, "micro-batches per validation pass"},
+        {"log_interval", &TrainConfig::log_interval, "steps between log lines"},
+        {"checkpoint_interval", &TrainConfig::checkpoint_interval, "steps between checkpoints"},
+        {"train_data", &TrainConfig::train_data, "training text file"},
+        {"val_data", &TrainConfig::val_data, "validation text file"},
+        {"out_dir", &TrainConfig::out_dir, "where checkpoints and logs go"},
+    };
+    return table;
+  }
+
+  // Throws ConfigError naming the first problem and what would be valid:
+  //   - batch_size, seq_len, grad_accum_steps, max_steps, eval_interval, eval_batches, log_interval,
+  //     checkpoint_interval positive; warmup_steps and threads >= 0; warmup_steps <= max_steps
+  //   - learning_rate > 0, 0 <= min_lr <= learning_rate, weight_decay >= 0, grad_clip >= 0
+  //   - beta1 and beta2 in [0, 1)
+  //   - optimizer one of kOptimizers, dtype one of kDtypes
+  void validate() const {
+    LLM_TODO("lesson01: TrainConfig::validate(): positive counts, 0 <= min_lr <= lr, betas in [0, 1), known names");
+  }
+};
+
+}  // namespace llm

