@@ -167,6 +167,7 @@ class Gpt2Advanced : public ::testing::Test {
 TEST_F(Gpt2Advanced, EveryGoldenCaseMatchesTiktoken) {
   auto tok = FromGpt2Files();
   const auto golden = lesson01::Golden();
+  ASSERT_FALSE(golden["cases"].empty());
   for (const auto& c : golden["cases"]) {
     const std::string text = c["text"];
     EXPECT_EQ(tok.encode(text), c["ids"].get<Ids>()) << "text: " << text;
@@ -187,7 +188,9 @@ TEST_F(Gpt2Advanced, HeldOutProseMatchesTiktokenIdForId) {
 TEST_F(Gpt2Advanced, TiktokenRankFileGivesTheSameIds) {
   auto tok = FromTiktoken();
   EXPECT_EQ(tok.vocab_size(), 50257);
-  for (const auto& c : lesson01::Golden()["cases"]) {
+  const auto golden = lesson01::Golden();  // not in the for-range: a temporary's member would dangle
+  ASSERT_FALSE(golden["cases"].empty());
+  for (const auto& c : golden["cases"]) {
     EXPECT_EQ(tok.encode(c["text"].get<std::string>()), c["ids"].get<Ids>()) << "text: " << c["text"];
   }
 }
@@ -195,7 +198,9 @@ TEST_F(Gpt2Advanced, TiktokenRankFileGivesTheSameIds) {
 TEST_F(Gpt2Advanced, SpecialTokensAreTextWhenNotAllowed) {
   auto tok = FromGpt2Files();
   EXPECT_EQ(tok.special_id("<|endoftext|>"), 50256) << "recognised as the one token no merge makes";
-  for (const auto& c : lesson01::Golden()["ordinary"]) {
+  const auto golden = lesson01::Golden();
+  ASSERT_FALSE(golden["ordinary"].empty());
+  for (const auto& c : golden["ordinary"]) {
     EXPECT_EQ(tok.encode(c["text"].get<std::string>(), /*allow_special=*/false), c["ids"].get<Ids>());
   }
   EXPECT_EQ(tok.encode("<|endoftext|>"), (Ids{50256}));

@@ -155,21 +155,31 @@ struct ModelConfig {
 
   static std::vector<std::string> preset_names() { return {"tiny", "small", "medium"}; }
 
-  // Named sizes. tiny (1.8M parameters) trains on a laptop CPU in minutes; small (5.0M) is the size
-  // whose training speed the project measures against PyTorch; medium (31.6M) is for a long run.
+  // Named sizes, each changing only these fields of the defaults above:
+  //
+  //   name     parameters  vocab_size  hidden_size  num_hidden_layers  heads  kv heads  max_position
+  //   tiny       1.79M       4096         128             4              4       2        256
+  //   small      5.00M       4096         256             4              8       4        256
+  //   medium    31.6M        8192         512             8              8       4        512
+  //
+  // tiny trains on a laptop CPU in minutes; small is the size whose training speed the project
+  // measures against PyTorch; medium is for a long run. Any other name throws ConfigError listing
+  // the valid ones: "unknown model preset 'huge'; valid presets: tiny, small, medium".
   static ModelConfig preset(const std::string& name) {
+    // BEGIN SOLUTION: ModelConfig::preset(): the table above; unknown names list the valid presets
     ModelConfig c;
-    if (name == "tiny") {  // 1.79M parameters
+    if (name == "tiny") {
       c.hidden_size = 128, c.num_hidden_layers = 4, c.num_attention_heads = 4, c.num_key_value_heads = 2;
-    } else if (name == "small") {  // 5.0M parameters
+    } else if (name == "small") {
       c.hidden_size = 256, c.num_hidden_layers = 4, c.num_attention_heads = 8, c.num_key_value_heads = 4;
-    } else if (name == "medium") {  // 31.6M parameters
+    } else if (name == "medium") {
       c.vocab_size = 8192, c.hidden_size = 512, c.num_hidden_layers = 8, c.num_attention_heads = 8,
       c.num_key_value_heads = 4, c.max_position_embeddings = 512;
     } else {
       throw ConfigError("unknown model preset '" + name + "'; valid presets: " + join_names(preset_names()));
     }
     return c;
+    // END SOLUTION
   }
 };
 

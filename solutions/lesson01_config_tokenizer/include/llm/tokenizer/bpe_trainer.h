@@ -73,15 +73,9 @@ inline std::unordered_map<std::string, int64_t> count_pieces(std::string_view te
 }
 
 inline BpeTokenizer train_bpe(std::string_view text, const BpeTrainingOptions& options) {
-  const int64_t num_special = static_cast<int64_t>(options.special_tokens.size());
-  if (options.vocab_size < 256 + num_special) {
-    throw std::invalid_argument("vocab_size " + std::to_string(options.vocab_size) + " is too small: it needs 256 byte "
-                                "tokens + " + std::to_string(num_special) + " special tokens, so at least " +
-                                std::to_string(256 + num_special));
-  }
-  if (options.min_pair_count < 1) {
-    throw std::invalid_argument("min_pair_count must be >= 1, got " + std::to_string(options.min_pair_count));
-  }
+  // 0. Check the options: vocab_size >= 256 + number of specials, else throw std::invalid_argument
+  //    "vocab_size 256 is too small: it needs 256 byte tokens + 1 special tokens, so at least 257";
+  //    min_pair_count >= 1.
   // 1. words[w] = the byte ids of piece w, counts[w] = how often it occurs (count_pieces).
   // 2. pair_counts[key(a, b)] = sum over words of count x occurrences of (a, b);
   //    where[key(a, b)] = the words that contain (a, b) (may hold stale entries; re-check).
@@ -94,6 +88,15 @@ inline BpeTokenizer train_bpe(std::string_view text, const BpeTrainingOptions& o
   //    the changed pairs onto the heap with their new counts.
   // 5. Append the special tokens to vocab and build BpeTokenizer(vocab, merges, special ids).
   // BEGIN SOLUTION: train_bpe(): count pairs, merge the most frequent, update only the words that contain it
+  const int64_t num_special = static_cast<int64_t>(options.special_tokens.size());
+  if (options.vocab_size < 256 + num_special) {
+    throw std::invalid_argument("vocab_size " + std::to_string(options.vocab_size) + " is too small: it needs 256 byte "
+                                "tokens + " + std::to_string(num_special) + " special tokens, so at least " +
+                                std::to_string(256 + num_special));
+  }
+  if (options.min_pair_count < 1) {
+    throw std::invalid_argument("min_pair_count must be >= 1, got " + std::to_string(options.min_pair_count));
+  }
   std::vector<std::vector<TokenId>> words;
   std::vector<int64_t> counts;
   for (const auto& [piece, count] : count_pieces(text, options.special_tokens)) {

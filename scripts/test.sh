@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The test command (README, and .ci/run calls exactly this):
+#
+#   1. set up the machine (idempotent)                          scripts/setup.sh
+#   2. stubs and solutions cannot drift                          scripts/make_stubs.py --check
+#   3. build the reference (solutions/) and the curriculum (curriculum/), once each
+#   4. run every lesson test against the stubs: each must FAIL   scripts/check_stub_results.py
+#   5. run every lesson test against the solutions: each must PASS
+#
+# Exits non-zero if any step fails. Takes a few minutes on two cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+start=$SECONDS
+
+bash scripts/setup.sh
+python3 scripts/make_stubs.py --check
+
+echo "== build: solutions (the reference) =="
+cmake --preset solutions >/dev/null
+cmake --build --preset solutions
+echo "== build: curriculum (the stubs) =="
+cmake --preset default >/dev/null
+cmake --build --preset default
+
+echo "== every lesson test against the stubs: all must fail =="
+rm -f build/test-results/*.tsv build-solutions/test-results/*.tsv
+# Failures are the expected outcome here; the check below reads each test's result.
+ctest --preset default -L "basic|advanced" --output-on-failure >build/stub-tests.log 2>&1 || true
+grep -E "^lesson[0-9]+\.(basic|advanced): [0-9]+ passed" build/stub-tests.log || true
+
+echo "== every lesson test against the solutions: all must pass =="
+status=0
+ctest --preset solutions || status=$?
+python3 scripts/check_stub_results.py build/test-results build-solutions/test-results || status=1
+
+passed=$(cat build-solutions/test-results/*.tsv | grep -c $'\tPASS\t' || true)
+failed=$(cat build-solutions/test-results/*.tsv | grep -vc $'\tPASS\t' || true)
+echo "test.sh: finished in $((SECONDS - start)) s"
+echo "tests: ${passed} passed, ${failed} failed"
+exit $status
