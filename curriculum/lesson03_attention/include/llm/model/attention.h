@@ -1,0 +1,84 @@
+// Lesson 03 - multi-head and grouped-query self-attention with RoPE, as in Llama.
+//
+// Shapes: B batch, T new positions, Tk all key positions (T, or cached + T), C = H * D model width,
+// H query heads, Hkv key/value heads, D head dim, G = H / Hkv query heads per key/value head.
+//
+//   q = q_proj(x) -> (B, T, H, D)   -> (B, H, T, D)     then RoPE at positions offset .. offset+T-1
+//   k = k_proj(x) -> (B, T, Hkv, D) -> (B, Hkv, T, D)   then RoPE, same positions
+//   v = v_proj(x) -> (B, T, Hkv, D) -> (B, Hkv, T, D)
+//   with a KV cache: k, v = cache->append(k, v)          (B, Hkv, Tk, D): every position so far
+//   k, v: each key/value head repeated G times          (B, H, Tk, D)   query head h uses kv head h / G
+//   y = attention(q, k, v, causal mask [and padding])   (B, H, T, D)
+//   y = o_proj(y.transpose(1, 2).reshape(B, T, C))       (B, T, C)
+//
+// Grouped-query attention (Ainslie et al. 2023) shares each key/value head between G query heads:
+// the KV cache shrinks by G, quality barely moves. Hkv = H is classic multi-head attention
+// (Vaswani et al. 2017); Hkv = 1 is multi-query attention (Shazeer 2019).
+// No biases, as in Llama. Parameter names are Hugging Face's (q_proj, k_proj, v_proj, o_proj).
+//
+// The KV cache itself is lesson 05. This lesson only fixes what attention needs from one: KVStore.
+#pragma once
+
+#include <llm/common/todo.h>
+#include <llm/config/model_config.h>
+#include <llm/model/rope.h>
+#include <llm/model/scaled_dot_product.h>
+
+#include <torch/torch.h>
+
+#include <utility>
+
+namespace llm {
+
+// What attention needs from a KV cache: store this step's keys and values (B, Hkv, T, D) and return
+// the keys and values of every position so far (B, Hkv, Tk, D). Lesson 05 implements it.
+struct KVStore {
+  virtual ~KVStore() = default;
+  virtual std::pair<torch::Tensor, torch::Tensor> append(const torch::Tensor& k, const torch::Tensor& v) = 0;
+};
+
+struct AttentionImpl : torch::nn::Module {
+  explicit AttentionImpl(const ModelConfig& config)
+      : num_heads(config.num_attention_heads),
+        num_kv_heads(config.num_key_value_heads),
+        head_dim(config.head_dim()),
+        dropout(config.dropout),
+        rope(config.head_dim(), config.max_position_embeddings, config.rope_theta) {
+    config.validate();  // H | C, Hkv | H, even D: errors name the values
+    const int64_t C = config.hidden_size;
+    auto linear = [](int64_t in, int64_t out) { return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false)); };
+    q_proj = register_module("q_proj", linear(C, num_heads * head_dim));
+    k_proj = register_module("k_proj", linear(C, num_kv_heads * head_dim));
+    v_proj = register_module("v_proj", linear(C, num_kv_heads * head_dim));
+    o_proj = register_module("o_proj", linear(num_heads * head_dim, C));
+  }
+
+  // x: (B, T, C) -> (B, T, C).
+  //   offset            position of x's first token (RoPE), = tokens already in the cache
+  //   key_padding_mask  (B, Tk) bool, true for real tokens, false for padding; Tk = offset + T with a cache
+  //   cache             where this layer's keys and values are kept across calls (lesson 05), or nullptr
+  torch::Tensor forward(const torch::Tensor& x, int64_t offset = 0, const torch::Tensor& key_padding_mask = {},
+                        KVStore* cache = nullptr) {
+    // 1. Check x is (B, T, C) with C = H * D.
+    // 2. Project and split heads: q (B, H, T, D); k, v (B, Hkv, T, D)  (view, then transpose(1, 2)).
+    // 3. RoPE on q and k at positions offset .. offset + T - 1 (rope.apply(t, offset)).
+    // 4. With a cache: std::tie(k, v) = cache->append(k, v): now (B, Hkv, Tk, D).
+    // 5. Repeat each kv head G = H / Hkv times along dim 1 (repeat_interleave): (B, H, Tk, D).
+    // 6. mask = causal_mask(T, Tk), and with a padding mask also "& key_padding_mask[b, j]"
+    //    (broadcast as (B, 1, 1, Tk)). Check the padding mask is (B, Tk).
+    // 7. scaled_dot_product_attention with dropout while training (is_training()); keep the weights
+    //    in last_weights if store_weights.
+    // 8. Merge heads: (B, H, T, D) -> (B, T, H * D), then o_proj.
+    LLM_TODO("lesson03: Attention::forward(): project, RoPE, cache, repeat kv heads, causal softmax, merge, o_proj");
+  }
+
+  int64_t num_heads, num_kv_heads, head_dim;
+  double dropout;
+  RotaryEmbedding rope;
+  bool store_weights = false;  // keep the last softmax weights (B, H, T, Tk) for inspection
+  torch::Tensor last_weights;
+  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+};
+TORCH_MODULE(Attention);
+
+}  // namespace llm

@@ -1,0 +1,67 @@
+// Lesson 03 - scaled dot-product attention, the operation at the heart of the transformer.
+//
+// Shapes: B batch, H heads, Tq query positions, Tk key positions, D head dim.
+//
+// Vaswani et al. 2017, "Attention Is All You Need", eq. 1:
+//
+//     Attention(Q, K, V) = softmax( Q K^T / sqrt(D) ) V
+//
+//   scores  = q @ k^T / sqrt(D)                  (B, H, Tq, Tk)  how much query i wants key j
+//   scores  = masked where a query may not look   (-inf for a boolean mask's false; + an additive mask)
+//   weights = softmax(scores, over keys)          (B, H, Tq, Tk)  every row sums to 1
+//   out     = weights @ v                         (B, H, Tq, D)   a weighted average of values
+//
+// Why 1/sqrt(D): for q, k with unit-variance entries, q . k has variance D; without the scale the
+// softmax saturates as D grows and its gradients vanish.
+// Why fp32 softmax: exp() of bf16 scores loses the small probabilities; compute in fp32, cast back.
+// Why subtracting the row max (softmax does it for us): exp(1000) overflows, exp(1000 - 1000) does not.
+//
+// The causal mask lets query i see keys j <= i. With a KV cache the Tq new queries are the *last*
+// Tq positions of Tk, so the mask is aligned bottom-right: query i sees keys j <= i + (Tk - Tq).
+#pragma once
+
+#include <llm/common/todo.h>
+
+#include <torch/torch.h>
+
+#include <optional>
+
+namespace llm {
+
+// true where query i may attend to key j: j <= i + (Tk - Tq).                    (Tq, Tk) bool
+inline torch::Tensor causal_mask(int64_t Tq, int64_t Tk, torch::Device device = torch::kCPU) {
+  // 1. Check 0 < Tq <= Tk (queries are the last Tq of the Tk positions).
+  // 2. Build a (Tq, Tk) boolean tensor: row i is true for columns 0 .. i + Tk - Tq.
+  //    torch::ones({Tq, Tk}, kBool).tril(/*diagonal=*/Tk - Tq) does exactly this.
+  LLM_TODO("lesson03: causal_mask(): lower-triangular (Tq, Tk) booleans, aligned bottom-right");
+}
+
+struct AttentionOutput {
+  torch::Tensor out;      // (B, H, Tq, D), q's dtype
+  torch::Tensor weights;  // (B, H, Tq, Tk) float32, only when return_weights
+};
+
+struct AttentionOptions {
+  torch::Tensor mask;            // broadcastable to (B, H, Tq, Tk): bool (true = attend) or additive float
+  double dropout = 0.0;          // on the weights, only while training
+  bool training = false;
+  bool return_weights = false;   // keep the softmax weights (for teaching and plots)
+  std::optional<double> scale;   // default 1/sqrt(D)
+};
+
+// q: (B, H, Tq, D), k: (B, H, Tk, D), v: (B, H, Tk, Dv) -> out (B, H, Tq, Dv).
+// A query row whose keys are all masked gets zero weights and a zero output (a padded query), not NaN.
+inline AttentionOutput scaled_dot_product_attention(const torch::Tensor& q, const torch::Tensor& k,
+                                                    const torch::Tensor& v, const AttentionOptions& options = {}) {
+  // 1. Check shapes: q, k, v 4-D; same B and H; q and k share D; k and v share Tk. Name the shapes in
+  //    the error, e.g. "q is [2, 4, 5, 8] but k is [2, 4, 5, 6]: q and k must have the same D".
+  // 2. scores = (q @ k^T) * scale in float32, scale = options.scale or 1/sqrt(D).   (B, H, Tq, Tk)
+  // 3. A bool mask: scores.masked_fill(!mask, -inf). A float mask: scores + mask.
+  // 4. weights = softmax(scores, -1). Rows that were entirely -inf come out NaN: set them to 0
+  //    (where the row's max score is -inf).
+  // 5. Dropout on the weights if options.training and dropout > 0 (torch::dropout scales by 1/(1-p)).
+  // 6. out = weights @ v in float32, cast to q's dtype. Return weights too if asked.
+  LLM_TODO("lesson03: scaled_dot_product_attention(): softmax(q k^T / sqrt(D) + mask) v, in fp32");
+}
+
+}  // namespace llm

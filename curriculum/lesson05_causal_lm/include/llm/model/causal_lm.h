@@ -1,0 +1,115 @@
+// Lesson 05 - the causal language model: a Llama, as Hugging Face's LlamaForCausalLM builds it.
+//
+// Shapes: B batch, T time, C model width, V vocabulary, L layers.
+//
+//   ids (B, T) --embed_tokens--> (B, T, C) --L x TransformerBlock--> --norm--> --lm_head--> logits (B, T, V)
+//
+// logits[b, t] scores every token as the one that comes after ids[b, 0..t]. Training compares it
+// with ids[b, t + 1] (causal_lm_loss); generation samples from the last position.
+//
+// The module tree mirrors Hugging Face's, so named_parameters() gives its checkpoint keys:
+//   model.embed_tokens.weight, model.layers.N.self_attn.{q,k,v,o}_proj.weight,
+//   model.layers.N.mlp.{gate,up,down}_proj.weight, model.layers.N.input_layernorm.weight,
+//   model.layers.N.post_attention_layernorm.weight, model.norm.weight, lm_head.weight
+// With tie_word_embeddings the output layer reuses embed_tokens.weight and lm_head does not exist
+// (Press & Wolf 2017): V x C fewer parameters, one matrix that both reads and writes tokens.
+//
+// Initialization (GPT-2, Radford et al. 2019): every linear and embedding weight ~ N(0, 0.02), norm
+// weights 1, and the projections that write into the residual stream (o_proj, down_proj) scaled by
+// 1/sqrt(2L): each of the 2L residual additions adds variance, and the scaling keeps the stream's
+// variance roughly constant with depth. An untrained model then predicts nearly uniformly: its loss
+// starts near ln(V).
+#pragma once
+
+#include <llm/common/todo.h>
+#include <llm/config/model_config.h>
+#include <llm/model/embedding.h>
+#include <llm/model/kv_cache.h>
+#include <llm/model/rms_norm.h>
+#include <llm/model/transformer_block.h>
+
+#include <torch/torch.h>
+
+#include <cmath>
+
+namespace llm {
+
+// Hugging Face's and PyTorch's label value for "no loss at this position".
+inline constexpr int64_t kIgnoreIndex = -100;
+
+struct LlamaModelImpl : torch::nn::Module {
+  explicit LlamaModelImpl(const ModelConfig& config) {
+    embed_tokens = register_module("embed_tokens", TokenEmbedding(config.vocab_size, config.hidden_size));
+    layers = register_module("layers", torch::nn::ModuleList());
+    for (int64_t i = 0; i < config.num_hidden_layers; ++i) layers->push_back(TransformerBlock(config));
+    norm = register_module("norm", RMSNorm(config.hidden_size, config.rms_norm_eps));
+  }
+
+  // ids: (B, T) -> hidden states (B, T, C) after the final norm.
+  torch::Tensor forward(const torch::Tensor& ids, int64_t offset = 0, const torch::Tensor& key_padding_mask = {},
+                        KVCache* cache = nullptr) {
+    // h = embed_tokens(ids); for each layer i: h = layer(h, offset, key_padding_mask, cache ? &cache->layer(i)
+    // : nullptr); return norm(h). (layers[i]->as<TransformerBlock>() gives block i.)
+    LLM_TODO("lesson05: LlamaModel::forward(): embed, every block in order (with its cache layer), final norm");
+  }
+
+  TokenEmbedding embed_tokens{nullptr};
+  torch::nn::ModuleList layers{nullptr};
+  RMSNorm norm{nullptr};
+};
+TORCH_MODULE(LlamaModel);
+
+struct CausalLMImpl : torch::nn::Module {
+  explicit CausalLMImpl(const ModelConfig& config) : config(config) {
+    config.validate();
+    model = register_module("model", LlamaModel(config));
+    if (!config.tie_word_embeddings) {
+      lm_head = register_module(
+          "lm_head", torch::nn::Linear(torch::nn::LinearOptions(config.hidden_size, config.vocab_size).bias(false)));
+    }
+    init_weights();
+  }
+
+  // GPT-2's initialization, described at the top of this file.
+  void init_weights() {
+    // 1. Under torch::NoGradGuard, for every (name, parameter) in named_parameters():
+    //      names ending in "norm.weight" (RMSNorm): fill with 1;
+    //      names ending in "o_proj.weight" or "down_proj.weight": normal(0, 0.02 / sqrt(2 L));
+    //      every other weight: normal(0, 0.02).
+    LLM_TODO("lesson05: CausalLM::init_weights(): N(0, 0.02), residual projections / sqrt(2L), norms 1");
+  }
+
+  // ids: (B, T) int64 -> logits (B, T, V) float32. offset, key_padding_mask, cache: see Attention.
+  torch::Tensor forward(const torch::Tensor& ids, int64_t offset = 0, const torch::Tensor& key_padding_mask = {},
+                        KVCache* cache = nullptr) {
+    // 1. Check ids is (B, T) and offset + T <= max_position_embeddings (name both).
+    // 2. h = model(ids, offset, key_padding_mask, cache)                          (B, T, C)
+    // 3. logits = lm_head(h), or h @ embed_tokens.weight^T when tied               (B, T, V)
+    // 4. Return the logits in float32 (the softmax that follows wants the precision).
+    LLM_TODO("lesson05: CausalLM::forward(): model, then lm_head (or the tied embedding), logits in fp32");
+  }
+
+  int64_t num_parameters() const {
+    int64_t n = 0;
+    for (const auto& p : parameters()) n += p.numel();
+    return n;
+  }
+
+  ModelConfig config;
+  LlamaModel model{nullptr};
+  torch::nn::Linear lm_head{nullptr};  // absent when tie_word_embeddings
+};
+TORCH_MODULE(CausalLM);
+
+// Next-token cross-entropy. logits (B, T, V) predict labels shifted by one: position t is scored
+// against labels[:, t + 1]; the last position has nothing to predict. Labels equal to ignore_index
+// (prompt tokens in SFT, padding) add nothing; the mean is over the positions that count.
+inline torch::Tensor causal_lm_loss(const torch::Tensor& logits, const torch::Tensor& labels,
+                                    int64_t ignore_index = kIgnoreIndex) {
+  // 1. Check logits is (B, T, V) and labels (B, T).
+  // 2. prediction = logits[:, :-1] flattened to (B (T-1), V); target = labels[:, 1:] flattened.
+  // 3. torch::nn::functional::cross_entropy with ignore_index (mean over the counted positions).
+  LLM_TODO("lesson05: causal_lm_loss(): cross-entropy of logits[:, :-1] against labels[:, 1:], ignoring ignore_index");
+}
+
+}  // namespace llm

@@ -1,0 +1,92 @@
+// Lesson 03 - scaled dot-product attention, the operation at the heart of the transformer.
+//
+// Shapes: B batch, H heads, Tq query positions, Tk key positions, D head dim.
+//
+// Vaswani et al. 2017, "Attention Is All You Need", eq. 1:
+//
+//     Attention(Q, K, V) = softmax( Q K^T / sqrt(D) ) V
+//
+//   scores  = q @ k^T / sqrt(D)                  (B, H, Tq, Tk)  how much query i wants key j
+//   scores  = masked where a query may not look   (-inf for a boolean mask's false; + an additive mask)
+//   weights = softmax(scores, over keys)          (B, H, Tq, Tk)  every row sums to 1
+//   out     = weights @ v                         (B, H, Tq, D)   a weighted average of values
+//
+// Why 1/sqrt(D): for q, k with unit-variance entries, q . k has variance D; without the scale the
+// softmax saturates as D grows and its gradients vanish.
+// Why fp32 softmax: exp() of bf16 scores loses the small probabilities; compute in fp32, cast back.
+// Why subtracting the row max (softmax does it for us): exp(1000) overflows, exp(1000 - 1000) does not.
+//
+// The causal mask lets query i see keys j <= i. With a KV cache the Tq new queries are the *last*
+// Tq positions of Tk, so the mask is aligned bottom-right: query i sees keys j <= i + (Tk - Tq).
+#pragma once
+
+#include <llm/common/todo.h>
+
+#include <torch/torch.h>
+
+#include <optional>
+
+namespace llm {
+
+// true where query i may attend to key j: j <= i + (Tk - Tq).                    (Tq, Tk) bool
+inline torch::Tensor causal_mask(int64_t Tq, int64_t Tk, torch::Device device = torch::kCPU) {
+  // 1. Check 0 < Tq <= Tk (queries are the last Tq of the Tk positions).
+  // 2. Build a (Tq, Tk) boolean tensor: row i is true for columns 0 .. i + Tk - Tq.
+  //    torch::ones({Tq, Tk}, kBool).tril(/*diagonal=*/Tk - Tq) does exactly this.
+  // BEGIN SOLUTION: causal_mask(): lower-triangular (Tq, Tk) booleans, aligned bottom-right
+  TORCH_CHECK(Tq > 0 && Tq <= Tk, "causal_mask: need 0 < Tq <= Tk, got Tq = ", Tq, ", Tk = ", Tk);
+  return torch::ones({Tq, Tk}, torch::TensorOptions().dtype(torch::kBool).device(device)).tril(Tk - Tq);
+  // END SOLUTION
+}
+
+struct AttentionOutput {
+  torch::Tensor out;      // (B, H, Tq, D), q's dtype
+  torch::Tensor weights;  // (B, H, Tq, Tk) float32, only when return_weights
+};
+
+struct AttentionOptions {
+  torch::Tensor mask;            // broadcastable to (B, H, Tq, Tk): bool (true = attend) or additive float
+  double dropout = 0.0;          // on the weights, only while training
+  bool training = false;
+  bool return_weights = false;   // keep the softmax weights (for teaching and plots)
+  std::optional<double> scale;   // default 1/sqrt(D)
+};
+
+// q: (B, H, Tq, D), k: (B, H, Tk, D), v: (B, H, Tk, Dv) -> out (B, H, Tq, Dv).
+// A query row whose keys are all masked gets zero weights and a zero output (a padded query), not NaN.
+inline AttentionOutput scaled_dot_product_attention(const torch::Tensor& q, const torch::Tensor& k,
+                                                    const torch::Tensor& v, const AttentionOptions& options = {}) {
+  // 1. Check shapes: q, k, v 4-D; same B and H; q and k share D; k and v share Tk. Name the shapes in
+  //    the error, e.g. "q is [2, 4, 5, 8] but k is [2, 4, 5, 6]: q and k must have the same D".
+  // 2. scores = (q @ k^T) * scale in float32, scale = options.scale or 1/sqrt(D).   (B, H, Tq, Tk)
+  // 3. A bool mask: scores.masked_fill(!mask, -inf). A float mask: scores + mask.
+  // 4. weights = softmax(scores, -1). Rows that were entirely -inf come out NaN: set them to 0
+  //    (where the row's max score is -inf).
+  // 5. Dropout on the weights if options.training and dropout > 0 (torch::dropout scales by 1/(1-p)).
+  // 6. out = weights @ v in float32, cast to q's dtype. Return weights too if asked.
+  // BEGIN SOLUTION: scaled_dot_product_attention(): softmax(q k^T / sqrt(D) + mask) v, in fp32
+  TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, "attention: q, k, v must be (B, H, T, D); got q ",
+              q.sizes(), ", k ", k.sizes(), ", v ", v.sizes());
+  TORCH_CHECK(q.size(0) == k.size(0) && q.size(1) == k.size(1) && k.size(0) == v.size(0) && k.size(1) == v.size(1),
+              "attention: q ", q.sizes(), ", k ", k.sizes(), " and v ", v.sizes(), " must share B and H");
+  TORCH_CHECK(q.size(3) == k.size(3), "attention: q is ", q.sizes(), " but k is ", k.sizes(),
+              ": q and k must have the same D");
+  TORCH_CHECK(k.size(2) == v.size(2), "attention: k is ", k.sizes(), " but v is ", v.sizes(),
+              ": k and v must have the same number of positions");
+  const double scale = options.scale.value_or(1.0 / std::sqrt(static_cast<double>(q.size(3))));
+  auto scores = torch::matmul(q.to(torch::kFloat32), k.to(torch::kFloat32).transpose(-2, -1)) * scale;  // (B,H,Tq,Tk)
+  if (options.mask.defined()) {
+    scores = options.mask.scalar_type() == torch::kBool
+                 ? scores.masked_fill(options.mask.logical_not(), -std::numeric_limits<float>::infinity())
+                 : scores + options.mask.to(torch::kFloat32);
+  }
+  auto weights = torch::softmax(scores, -1);                                                    // (B,H,Tq,Tk)
+  auto dead_rows = std::get<0>(scores.max(-1, /*keepdim=*/true)).isneginf();                   // (B,H,Tq,1)
+  weights = weights.masked_fill(dead_rows, 0.0);
+  auto used = (options.training && options.dropout > 0) ? torch::dropout(weights, options.dropout, true) : weights;
+  auto out = torch::matmul(used, v.to(torch::kFloat32)).to(q.scalar_type());                   // (B,H,Tq,Dv)
+  return {out, options.return_weights ? weights : torch::Tensor()};
+  // END SOLUTION
+}
+
+}  // namespace llm

@@ -1,0 +1,69 @@
+// Lesson 04 - the position-wise feed-forward network, in the three forms that matter.
+//
+// Shapes: B batch, T time, C model width, F hidden width (config.ffn_hidden_size()).
+//
+//   gelu    y = down( gelu(up(x)) )                        GPT-2, BERT: two matrices
+//   swiglu  y = down( silu(gate(x)) * up(x) )              Llama, Mistral, Qwen: three matrices
+//   geglu   y = down( gelu(gate(x)) * up(x) )              T5 v1.1, Gemma
+//
+// The gated forms (Shazeer 2020, "GLU Variants Improve Transformer") multiply a nonlinear "gate"
+// elementwise with a linear "value" path; at equal parameter count they train to lower loss.
+// A gated MLP has three C x F matrices instead of two, which is why Llama shrinks F to 2/3 of 4C
+// (llama_ffn_hidden_size in lesson 01).
+//
+//   silu(z) = z * sigmoid(z)                                (Swish with beta = 1)
+//   gelu(z) = z * Phi(z) = z/2 * (1 + erf(z / sqrt(2)))     the exact form; GPT-2 used a tanh approximation
+//
+// No biases (Llama). Names are Hugging Face's: gate_proj, up_proj, down_proj. Dropout on the output
+// while training (the residual dropout of the original transformer).
+#pragma once
+
+#include <llm/common/todo.h>
+#include <llm/config/model_config.h>
+
+#include <torch/torch.h>
+
+#include <string>
+
+namespace llm {
+
+struct FeedForwardImpl : torch::nn::Module {
+  explicit FeedForwardImpl(const ModelConfig& config)
+      : mlp_type(config.mlp_type), hidden(config.ffn_hidden_size()), dropout(config.dropout) {
+    config.validate();
+    const int64_t C = config.hidden_size;
+    auto linear = [](int64_t in, int64_t out) { return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false)); };
+    if (mlp_type != "gelu") gate_proj = register_module("gate_proj", linear(C, hidden));
+    up_proj = register_module("up_proj", linear(C, hidden));
+    down_proj = register_module("down_proj", linear(hidden, C));
+  }
+
+  // x: (B, T, C) -> (B, T, C)
+  torch::Tensor forward(const torch::Tensor& x) {
+    // 1. h = the hidden activation, (B, T, F):
+    //      "gelu":   gelu(up_proj(x))
+    //      "swiglu": silu(gate_proj(x)) * up_proj(x)
+    //      "geglu":  gelu(gate_proj(x)) * up_proj(x)
+    //    (torch::silu; torch::gelu is the exact erf form by default)
+    // 2. y = down_proj(h), then dropout(y) with probability `dropout` while training (is_training()).
+    // BEGIN SOLUTION: FeedForward::forward(): down(act(gate(x)) * up(x)) for swiglu/geglu, down(gelu(up(x))) for gelu
+    torch::Tensor h;                                                   // (B, T, F)
+    if (mlp_type == "swiglu") {
+      h = torch::silu(gate_proj(x)) * up_proj(x);
+    } else if (mlp_type == "geglu") {
+      h = torch::gelu(gate_proj(x)) * up_proj(x);
+    } else {
+      h = torch::gelu(up_proj(x));
+    }
+    return torch::dropout(down_proj(h), dropout, is_training());      // (B, T, C)
+    // END SOLUTION
+  }
+
+  std::string mlp_type;
+  int64_t hidden;
+  double dropout;
+  torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+};
+TORCH_MODULE(FeedForward);
+
+}  // namespace llm
