@@ -39,12 +39,11 @@ struct KVStore {
 
 struct AttentionImpl : torch::nn::Module {
   explicit AttentionImpl(const ModelConfig& config)
-      : num_heads(config.num_attention_heads),
+      : num_heads(validated(config).num_attention_heads),  // first: head_dim() divides by H
         num_kv_heads(config.num_key_value_heads),
         head_dim(config.head_dim()),
         dropout(config.dropout),
         rope(config.head_dim(), config.max_position_embeddings, config.rope_theta) {
-    config.validate();  // H | C, Hkv | H, even D: errors name the values
     const int64_t C = config.hidden_size;
     auto linear = [](int64_t in, int64_t out) { return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false)); };
     q_proj = register_module("q_proj", linear(C, num_heads * head_dim));
@@ -70,6 +69,13 @@ struct AttentionImpl : torch::nn::Module {
     //    in last_weights if store_weights.
     // 8. Merge heads: (B, H, T, D) -> (B, T, H * D), then o_proj.
     LLM_TODO("lesson03: Attention::forward(): project, RoPE, cache, repeat kv heads, causal softmax, merge, o_proj");
+  }
+
+  // The config's own errors (H | C, Hkv | H, even D) before any member is computed from it: with
+  // H = 0, head_dim() would divide by zero, and RoPE would report an odd D instead of the real cause.
+  static const ModelConfig& validated(const ModelConfig& config) {
+    config.validate();
+    return config;
   }
 
   int64_t num_heads, num_kv_heads, head_dim;

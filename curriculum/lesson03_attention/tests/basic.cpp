@@ -1,0 +1,275 @@
+// Lesson 03, basic: the core behaviour a first correct attempt must show.
+// Grade with:  ctest --preset default -R lesson03.basic
+#include <llm/common/testing.h>
+#include <llm/model/attention.h>
+#include <llm/model/scaled_dot_product.h>
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+namespace {
+
+using llm::testing::AllClose;
+using llm::testing::SeededTest;
+
+// Tiny named sizes: big enough to catch a transposed dimension, small enough to read a failure.
+// Scaled dot-product attention: Tq != Tk and Dv != D so a swapped axis changes a shape.
+constexpr int64_t B = 2, H = 4, Tq = 5, Tk = 7, D = 8, Dv = 6;
+// The module: C = H * D = 32, Hkv = 2 key/value heads, so G = 2 query heads share each one.
+constexpr int64_t C = 32, Hkv = 2, T = 6, kMaxPositions = 64;
+
+class CausalMaskTest : public SeededTest {};
+class ScaledDotProductTest : public SeededTest {};
+class AttentionTest : public SeededTest {};
+
+llm::ModelConfig TinyConfig(int64_t kv_heads = Hkv) {
+  llm::ModelConfig config;
+  config.vocab_size = 16;  // attention never looks at it
+  config.hidden_size = C;
+  config.num_attention_heads = H;
+  config.num_key_value_heads = kv_heads;
+  config.max_position_embeddings = kMaxPositions;
+  return config;
+}
+
+// An independent float64 reference: an explicit loop over batch and heads, softmax(q k^T * scale) v.
+// mask: undefined, or bool broadcastable to (B, H, Tq, Tk) with true = attend.
+torch::Tensor NaiveAttention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                             const torch::Tensor& mask = {}) {
+  const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(3)));
+  auto full_mask = mask.defined() ? mask.expand({q.size(0), q.size(1), q.size(2), k.size(2)}) : mask;
+  std::vector<torch::Tensor> batches;
+  for (int64_t b = 0; b < q.size(0); ++b) {
+    std::vector<torch::Tensor> heads;
+    for (int64_t h = 0; h < q.size(1); ++h) {
+      auto qh = q[b][h].to(torch::kFloat64), kh = k[b][h].to(torch::kFloat64), vh = v[b][h].to(torch::kFloat64);
+      auto scores = torch::matmul(qh, kh.t()) * scale;  // (Tq, Tk)
+      if (mask.defined()) {
+        scores = scores.masked_fill(full_mask[b][h].logical_not(), -std::numeric_limits<double>::infinity());
+      }
+      heads.push_back(torch::matmul(torch::softmax(scores, -1), vh));  // (Tq, Dv)
+    }
+    batches.push_back(torch::stack(heads));
+  }
+  return torch::stack(batches);  // (B, H, Tq, Dv)
+}
+
+// An independent float64 reference for the module, from its own weights: an explicit loop over query
+// heads, where query head h reads key/value head h / G, whose weight rows are j*D .. (j+1)*D - 1.
+// RoPE comes from lesson 02 (llm::RotaryEmbedding), at positions offset .. offset + T - 1.
+torch::Tensor NaiveModule(llm::Attention& attn, const torch::Tensor& x, int64_t offset = 0) {
+  const int64_t heads = attn->num_heads, groups = attn->num_heads / attn->num_kv_heads, d = attn->head_dim;
+  const int64_t t = x.size(1);
+  llm::RotaryEmbedding rope(d, kMaxPositions);
+  auto x64 = x.to(torch::kFloat64);
+  auto wq = attn->q_proj->weight.detach().to(torch::kFloat64);  // (H D, C)
+  auto wk = attn->k_proj->weight.detach().to(torch::kFloat64);  // (Hkv D, C)
+  auto wv = attn->v_proj->weight.detach().to(torch::kFloat64);  // (Hkv D, C)
+  auto wo = attn->o_proj->weight.detach().to(torch::kFloat64);  // (C, H D)
+  auto future = torch::ones({t, t}, torch::kBool).tril().logical_not();  // key j > query i
+  std::vector<torch::Tensor> outs;
+  for (int64_t h = 0; h < heads; ++h) {
+    const int64_t j = h / groups;
+    auto q = torch::matmul(x64, wq.narrow(0, h * d, d).t());  // (B, T, D)
+    auto k = torch::matmul(x64, wk.narrow(0, j * d, d).t());  // (B, T, D)
+    auto v = torch::matmul(x64, wv.narrow(0, j * d, d).t());  // (B, T, D)
+    q = rope.apply(q.unsqueeze(1), offset).squeeze(1);
+    k = rope.apply(k.unsqueeze(1), offset).squeeze(1);
+    auto scores = torch::matmul(q, k.transpose(1, 2)) / std::sqrt(static_cast<double>(d));  // (B, T, T)
+    scores = scores.masked_fill(future, -std::numeric_limits<double>::infinity());
+    outs.push_back(torch::matmul(torch::softmax(scores, -1), v));  // (B, T, D)
+  }
+  return torch::matmul(torch::cat(outs, -1), wo.t());  // (B, T, C)
+}
+
+// The key/value weight of an MHA module equivalent to a GQA one: for every query head h, the D rows
+// of key/value head h / G, written out with an explicit loop.
+torch::Tensor RepeatKvRows(const torch::Tensor& w, int64_t heads, int64_t kv_heads, int64_t d) {
+  std::vector<torch::Tensor> rows;
+  for (int64_t h = 0; h < heads; ++h) rows.push_back(w.narrow(0, (h / (heads / kv_heads)) * d, d));
+  return torch::cat(rows, 0);  // (H D, C)
+}
+
+// --------------------------------------------------------------------------------- causal_mask
+
+TEST_F(CausalMaskTest, LetsQueryISeeOnlyKeysUpToI) {
+  auto mask = llm::causal_mask(3, 3);
+  ASSERT_EQ(mask.sizes(), (std::vector<int64_t>{3, 3}));
+  ASSERT_EQ(mask.scalar_type(), torch::kBool) << "true = may attend";
+  auto expected = torch::tensor({{1, 0, 0},  //
+                                 {1, 1, 0},
+                                 {1, 1, 1}})
+                      .to(torch::kBool);
+  EXPECT_TRUE(torch::equal(mask, expected)) << "got\n" << mask;
+}
+
+TEST_F(CausalMaskTest, AlignsBottomRightWhenThereAreFewerQueriesThanKeys) {
+  // With a KV cache the 2 new queries are positions 3 and 4 of 5: query 0 sees keys 0..3, query 1 all.
+  auto mask = llm::causal_mask(2, 5);
+  ASSERT_EQ(mask.sizes(), (std::vector<int64_t>{2, 5}));
+  auto expected = torch::tensor({{1, 1, 1, 1, 0},  //
+                                 {1, 1, 1, 1, 1}})
+                      .to(torch::kBool);
+  EXPECT_TRUE(torch::equal(mask, expected)) << "got\n" << mask;
+  EXPECT_TRUE(llm::causal_mask(1, 4).all().item<bool>()) << "one new token sees every cached key";
+}
+
+// ---------------------------------------------------------------- scaled_dot_product_attention
+
+TEST_F(ScaledDotProductTest, ScalesScoresByOneOverSqrtD) {
+  // D = 4, so the scale is 1/sqrt(4) = 1/2. Keys k0 = (1, 1, 1, 1), k1 = 0; values v0 = e_0, v1 = e_1.
+  //   query 0 = (1, 1, 1, 1): scores (4, 0) / 2 = (2, 0) -> weights (e^2, 1) / (e^2 + 1) = (0.880797, 0.119203)
+  //   query 1 = (2, 0, 0, 0): scores (2, 0) / 2 = (1, 0) -> weights (e, 1) / (e + 1)     = (0.731059, 0.268941)
+  // Without the scale query 0 would get (0.982014, 0.017986); with 1/D instead, (0.731059, 0.268941).
+  auto q = torch::tensor({{1.0f, 1.0f, 1.0f, 1.0f}, {2.0f, 0.0f, 0.0f, 0.0f}}).view({1, 1, 2, 4});
+  auto k = torch::tensor({{1.0f, 1.0f, 1.0f, 1.0f}, {0.0f, 0.0f, 0.0f, 0.0f}}).view({1, 1, 2, 4});
+  auto v = torch::tensor({{1.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 1.0f, 0.0f, 0.0f}}).view({1, 1, 2, 4});
+  llm::AttentionOptions options;
+  options.return_weights = true;
+  auto result = llm::scaled_dot_product_attention(q, k, v, options);
+  auto expected_weights = torch::tensor({{0.880797f, 0.119203f}, {0.731059f, 0.268941f}}).view({1, 1, 2, 2});
+  auto expected_out = torch::tensor({{0.880797f, 0.119203f, 0.0f, 0.0f}, {0.731059f, 0.268941f, 0.0f, 0.0f}})
+                          .view({1, 1, 2, 4});
+  ASSERT_EQ(result.out.sizes(), expected_out.sizes());
+  ASSERT_TRUE(result.weights.defined()) << "return_weights = true must return the weights";
+  ASSERT_EQ(result.weights.sizes(), expected_weights.sizes());
+  // The hand values carry 6 decimals: 1e-6 absolute is their rounding.
+  EXPECT_TRUE(AllClose(result.weights, expected_weights, /*rtol=*/0, /*atol=*/1e-6)) << "softmax(q k^T / sqrt(D))";
+  EXPECT_TRUE(AllClose(result.out, expected_out, /*rtol=*/0, /*atol=*/1e-6)) << "weights @ v";
+}
+
+TEST_F(ScaledDotProductTest, MatchesANaivePerHeadLoop) {
+  auto q = torch::randn({B, H, Tq, D});
+  auto k = torch::randn({B, H, Tk, D});
+  auto v = torch::randn({B, H, Tk, D});
+  auto out = llm::scaled_dot_product_attention(q, k, v).out;
+  ASSERT_EQ(out.sizes(), (std::vector<int64_t>{B, H, Tq, D}));
+  // fp32 against float64 with O(1) values: rounding is ~1e-7.
+  EXPECT_TRUE(AllClose(out, NaiveAttention(q, k, v), /*rtol=*/1e-5, /*atol=*/1e-6)) << "no mask";
+
+  // A random boolean mask, different per batch row (B, 1, Tq, Tk); key 0 always visible.
+  auto mask = torch::rand({B, 1, Tq, Tk}).gt(0.4);
+  mask.select(3, 0).fill_(true);
+  llm::AttentionOptions options;
+  options.mask = mask;
+  auto masked = llm::scaled_dot_product_attention(q, k, v, options).out;
+  ASSERT_EQ(masked.sizes(), (std::vector<int64_t>{B, H, Tq, D}));
+  EXPECT_TRUE(AllClose(masked, NaiveAttention(q, k, v, mask), 1e-5, 1e-6)) << "mask broadcast from (B, 1, Tq, Tk)";
+}
+
+TEST_F(ScaledDotProductTest, ReturnsOutputOfShapeBHTqDvAndWeightsOfShapeBHTqTk) {
+  auto q = torch::randn({B, H, Tq, D});
+  auto k = torch::randn({B, H, Tk, D});
+  auto v = torch::randn({B, H, Tk, Dv});
+  llm::AttentionOptions options;
+  options.return_weights = true;
+  auto result = llm::scaled_dot_product_attention(q, k, v, options);
+  ASSERT_EQ(result.out.sizes(), (std::vector<int64_t>{B, H, Tq, Dv})) << "one Dv-vector per query";
+  ASSERT_TRUE(result.weights.defined()) << "return_weights = true must return the weights";
+  ASSERT_EQ(result.weights.sizes(), (std::vector<int64_t>{B, H, Tq, Tk})) << "one weight per (query, key)";
+  EXPECT_EQ(result.out.scalar_type(), torch::kFloat32) << "out keeps q's dtype";
+  EXPECT_TRUE(AllClose(result.out, NaiveAttention(q, k, v), 1e-5, 1e-6)) << "Dv != D";
+}
+
+TEST_F(ScaledDotProductTest, EveryWeightRowSumsToOneAndMaskedKeysGetZeroWeight) {
+  auto q = torch::randn({B, H, Tq, D}) * 3;  // sharper rows than unit scores
+  auto k = torch::randn({B, H, Tk, D});
+  auto v = torch::randn({B, H, Tk, D});
+  auto mask = torch::tensor({{1, 0, 1, 0, 0, 0, 0},  //
+                             {1, 1, 0, 0, 0, 1, 0},
+                             {0, 0, 0, 0, 0, 0, 1},
+                             {1, 1, 1, 1, 1, 1, 1},
+                             {0, 1, 1, 1, 0, 1, 1}})
+                  .to(torch::kBool);  // (Tq, Tk), every row has a visible key
+  llm::AttentionOptions options;
+  options.mask = mask;
+  options.return_weights = true;
+  auto weights = llm::scaled_dot_product_attention(q, k, v, options).weights;
+  ASSERT_TRUE(weights.defined()) << "return_weights = true must return the weights";
+  ASSERT_EQ(weights.sizes(), (std::vector<int64_t>{B, H, Tq, Tk}));
+  // A sum of 7 fp32 probabilities: rounding stays below 1e-6.
+  EXPECT_TRUE(AllClose(weights.sum(-1), torch::ones({B, H, Tq}), /*rtol=*/0, /*atol=*/1e-6))
+      << "softmax over the keys (the last dimension)";
+  EXPECT_TRUE(weights.ge(0).all().item<bool>()) << "probabilities are never negative";
+  auto hidden = weights.masked_select(mask.logical_not().expand({B, H, Tq, Tk}));
+  EXPECT_TRUE(AllClose(hidden, torch::zeros_like(hidden), 0, 0)) << "a masked key gets exactly zero weight";
+  EXPECT_TRUE(AllClose(weights.select(2, 2).select(2, 6), torch::ones({B, H}), 0, 1e-6))
+      << "query 2 sees only key 6, so all of its weight goes there";
+}
+
+TEST_F(ScaledDotProductTest, BooleanAndAdditiveMasksGiveTheSameResult) {
+  auto q = torch::randn({B, H, Tq, D});
+  auto k = torch::randn({B, H, Tk, D});
+  auto v = torch::randn({B, H, Tk, D});
+  auto keep = torch::rand({Tq, Tk}).gt(0.5);  // (Tq, Tk), true = attend
+  keep.select(1, 3).fill_(true);  // every query sees key 3
+  // The additive form of the same mask: 0 where a key is visible, -inf where it is not.
+  auto additive = torch::zeros({Tq, Tk}).masked_fill(keep.logical_not(), -std::numeric_limits<float>::infinity());
+  llm::AttentionOptions as_bool, as_float;
+  as_bool.mask = keep;
+  as_float.mask = additive;
+  auto a = llm::scaled_dot_product_attention(q, k, v, as_bool).out;
+  auto b = llm::scaled_dot_product_attention(q, k, v, as_float).out;
+  ASSERT_EQ(a.sizes(), b.sizes());
+  // Adding 0 is exact and exp(-inf) is exactly 0, so the two agree bit for bit.
+  EXPECT_TRUE(AllClose(b, a, /*rtol=*/0, /*atol=*/0)) << "a float mask is added to the scores";
+  EXPECT_TRUE(AllClose(a, NaiveAttention(q, k, v, keep), 1e-5, 1e-6)) << "and both are the masked attention";
+}
+
+// ------------------------------------------------------------------------------------ Attention
+
+TEST_F(AttentionTest, MatchesANaivePerHeadLoopWithRope) {
+  llm::Attention attn(TinyConfig());  // H = 4, Hkv = 2
+  auto x = torch::randn({B, T, C});
+  auto y = attn(x);
+  ASSERT_EQ(y.sizes(), x.sizes()) << "(B, T, C) in, (B, T, C) out";
+  // fp32 projections over C = 32 channels against float64 (RoPE in fp32 in both): rounding ~1e-7.
+  EXPECT_TRUE(AllClose(y, NaiveModule(attn, x), /*rtol=*/1e-5, /*atol=*/1e-5))
+      << "q, k, v projections, RoPE on q and k, causal softmax per head, merge heads, o_proj";
+}
+
+TEST_F(AttentionTest, WithAsManyKvHeadsAsQueryHeadsItIsMultiHeadAttention) {
+  llm::Attention attn(TinyConfig(/*kv_heads=*/H));  // Hkv = H: every query head has its own k and v
+  auto x = torch::randn({B, T, C});
+  auto y = attn(x);
+  ASSERT_EQ(y.sizes(), x.sizes());
+  EXPECT_TRUE(AllClose(y, NaiveModule(attn, x), 1e-5, 1e-5)) << "G = 1: no repetition at all";
+}
+
+TEST_F(AttentionTest, GroupedQueryAttentionEqualsMhaWithEachKvHeadRepeatedForItsGroup) {
+  llm::Attention gqa(TinyConfig(/*kv_heads=*/Hkv));
+  llm::Attention mha(TinyConfig(/*kv_heads=*/H));
+  {
+    torch::NoGradGuard no_grad;
+    mha->q_proj->weight.copy_(gqa->q_proj->weight);
+    mha->o_proj->weight.copy_(gqa->o_proj->weight);
+    // Query heads 0, 1 use kv head 0 and heads 2, 3 use kv head 1 (h / G), not 0, 1, 0, 1.
+    mha->k_proj->weight.copy_(RepeatKvRows(gqa->k_proj->weight, H, Hkv, D));
+    mha->v_proj->weight.copy_(RepeatKvRows(gqa->v_proj->weight, H, Hkv, D));
+  }
+  auto x = torch::randn({B, T, C});
+  auto y = gqa(x);
+  ASSERT_EQ(y.sizes(), x.sizes());
+  // The same arithmetic through differently shaped matrix products: only rounding may differ.
+  EXPECT_TRUE(AllClose(y, mha(x), /*rtol=*/1e-5, /*atol=*/1e-6))
+      << "query head h must read key/value head h / G (repeat_interleave, not repeat)";
+}
+
+TEST_F(AttentionTest, ChangingFutureTokensLeavesEveryEarlierOutputUnchanged) {
+  llm::Attention attn(TinyConfig());
+  constexpr int64_t kKept = 3;  // positions 0..2 stay, 3..5 are replaced
+  auto x = torch::randn({B, T, C});
+  auto x2 = x.clone();
+  x2.narrow(1, kKept, T - kKept).copy_(torch::randn({B, T - kKept, C}));
+  auto y = attn(x), y2 = attn(x2);
+  ASSERT_EQ(y.sizes(), x.sizes());
+  // A future key with zero weight contributes exactly 0; any leak moves outputs by ~1e-1.
+  // 1e-6 absolute tolerates only a different summation order.
+  EXPECT_TRUE(AllClose(y2.narrow(1, 0, kKept), y.narrow(1, 0, kKept), /*rtol=*/0, /*atol=*/1e-6))
+      << "position i may only see positions 0..i";
+  EXPECT_FALSE(AllClose(y2.narrow(1, kKept, T - kKept), y.narrow(1, kKept, T - kKept), 1e-3, 1e-3))
+      << "the changed positions themselves must change (otherwise this test proves nothing)";
+}
+
+}  // namespace
