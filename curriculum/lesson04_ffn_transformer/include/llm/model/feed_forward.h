@@ -29,8 +29,7 @@ namespace llm {
 
 struct FeedForwardImpl : torch::nn::Module {
   explicit FeedForwardImpl(const ModelConfig& config)
-      : mlp_type(config.mlp_type), hidden(config.ffn_hidden_size()), dropout(config.dropout) {
-    config.validate();
+      : mlp_type(validated(config).mlp_type), hidden(config.ffn_hidden_size()), dropout(config.dropout) {
     const int64_t C = config.hidden_size;
     auto linear = [](int64_t in, int64_t out) { return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false)); };
     if (mlp_type != "gelu") gate_proj = register_module("gate_proj", linear(C, hidden));
@@ -47,6 +46,12 @@ struct FeedForwardImpl : torch::nn::Module {
     //    (torch::silu; torch::gelu is the exact erf form by default)
     // 2. y = down_proj(h), then dropout(y) with probability `dropout` while training (is_training()).
     LLM_TODO("lesson04: FeedForward::forward(): down(act(gate(x)) * up(x)) for swiglu/geglu, down(gelu(up(x))) for gelu");
+  }
+
+  // The config's own errors first: ffn_hidden_size() divides by multiple_of.
+  static const ModelConfig& validated(const ModelConfig& config) {
+    config.validate();
+    return config;
   }
 
   std::string mlp_type;

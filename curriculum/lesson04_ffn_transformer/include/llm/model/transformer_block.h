@@ -34,6 +34,7 @@ enum class NormPlacement { kPre, kPost };
 struct TransformerBlockImpl : torch::nn::Module {
   explicit TransformerBlockImpl(const ModelConfig& config, NormPlacement placement = NormPlacement::kPre)
       : placement(placement) {
+    config.validate();  // the config's own errors before a submodule reports a symptom of them
     input_layernorm = register_module("input_layernorm", RMSNorm(config.hidden_size, config.rms_norm_eps));
     self_attn = register_module("self_attn", Attention(config));
     post_attention_layernorm = register_module("post_attention_layernorm", RMSNorm(config.hidden_size, config.rms_norm_eps));
