@@ -100,7 +100,8 @@ TEST_F(CausalLMAdvanced, SequencesLongerThanTheModelAreRejected) {
   const auto config = TinyConfig();  // max_position_embeddings 64
   llm::CausalLM model(config);
   EXPECT_TRUE(ThrowsWith([&] { model(torch::zeros({1, 65}, torch::kLong)); }, {"64", "max_position_embeddings"}));
-  EXPECT_TRUE(ThrowsWith([&] { model(torch::zeros({1, 5}, torch::kLong), /*offset=*/60); }, {"64"}));
+  EXPECT_TRUE(ThrowsWith([&] { model(torch::zeros({1, 5}, torch::kLong), /*offset=*/60); },
+                         {"64", "max_position_embeddings"}));
 }
 
 // -------------------------------------------------------------------------------------- KV cache
@@ -124,6 +125,17 @@ TEST_F(KVCacheAdvanced, MatchesFullForwardWithTiedWeightsAndMultiQueryAttention)
   }
 }
 
+TEST_F(KVCacheAdvanced, AnOffsetThatDoesNotContinueTheCacheIsAClearError) {
+  const auto config = TinyConfig();
+  llm::CausalLM model(config);
+  torch::NoGradGuard no_grad;
+  llm::KVCache cache(config, 1, 16);
+  model(torch::zeros({1, 5}, torch::kLong), 0, torch::Tensor(), &cache);
+  // The next token sits at position 5; offset 3 would silently rotate it as if it were at 3.
+  EXPECT_TRUE(ThrowsWith([&] { model(torch::zeros({1, 1}, torch::kLong), 3, torch::Tensor(), &cache); },
+                         {"offset 3", "5 positions"}));
+}
+
 TEST_F(KVCacheAdvanced, AppendsInPlaceIntoPreallocatedBuffers) {
   llm::KVCacheLayer layer(/*batch=*/2, /*kv_heads=*/2, /*max_len=*/10, /*head_dim=*/4, torch::dtype(torch::kFloat32));
   auto k1 = torch::randn({2, 2, 3, 4}), v1 = torch::randn({2, 2, 3, 4});
@@ -142,7 +154,7 @@ TEST_F(KVCacheAdvanced, OverflowIsAClearError) {
   llm::KVCacheLayer layer(1, 2, /*max_len=*/12, 4, torch::dtype(torch::kFloat32));
   layer.append(torch::randn({1, 2, 10, 4}), torch::randn({1, 2, 10, 4}));
   EXPECT_TRUE(ThrowsWith([&] { layer.append(torch::randn({1, 2, 4, 4}), torch::randn({1, 2, 4, 4})); },
-                         {"10", "4", "12"}));
+                         {"10 positions cached", "4 new", "max_len 12"}));
   EXPECT_TRUE(ThrowsWith([&] { layer.append(torch::randn({1, 3, 1, 4}), torch::randn({1, 3, 1, 4})); }, {"[1, 3, 1, 4]"}));
 }
 
@@ -200,6 +212,9 @@ TEST_F(SamplingAdvanced, TopKAndTopPRejectInvalidSettings) {
   auto logits = torch::randn({1, 5});
   EXPECT_TRUE(ThrowsWith([&] { llm::top_k_filter(logits, 0); }, {"top_k", "0"}));
   EXPECT_TRUE(ThrowsWith([&] { llm::top_p_filter(logits, 1.5); }, {"top_p", "1.5"}));
+  llm::SamplingOptions too_wide;
+  too_wide.top_p = 1.5;  // must not silently mean "off"
+  EXPECT_TRUE(ThrowsWith([&] { llm::sample_next(logits, too_wide); }, {"top_p", "1.5"}));
   EXPECT_TRUE(ThrowsWith([&] { llm::apply_temperature(logits, -1.0); }, {"temperature", "-1"}));
 }
 
@@ -238,7 +253,19 @@ TEST_F(GenerateAdvanced, MinNewTokensHoldsBackStopTokens) {
   gen.min_new_tokens = 3;
   auto held = llm::generate(model, prompt, gen)[0];
   ASSERT_GE(held.size(), 3u);
-  for (size_t i = 0; i + 1 < 3; ++i) EXPECT_NE(held[i], first) << "a stop token before min_new_tokens";
+  for (size_t i = 0; i < 3; ++i) EXPECT_NE(held[i], first) << "a stop token among the first min_new_tokens = 3";
+}
+
+TEST_F(GenerateAdvanced, GenerationSwitchesDropoutOff) {
+  auto config = TinyConfig();
+  config.dropout = 0.5;  // in training mode every forward pass would drop differently
+  llm::CausalLM model(config);
+  model->train();
+  const Tokens prompt = {{1, 2, 3}};
+  auto first = llm::generate(model, prompt, Greedy(10));
+  EXPECT_EQ(llm::generate(model, prompt, Greedy(10)), first) << "generate() must run the model in eval mode";
+  model->eval();
+  EXPECT_EQ(llm::generate(model, prompt, Greedy(10)), first);
 }
 
 TEST_F(GenerateAdvanced, SamplingWithAGivenSeedIsReproducible) {
@@ -253,7 +280,7 @@ TEST_F(GenerateAdvanced, SamplingWithAGivenSeedIsReproducible) {
   EXPECT_EQ(llm::generate(model, prompts, gen, SeededGenerator(9)), llm::generate(model, prompts, gen, SeededGenerator(9)));
 }
 
-TEST_F(GenerateAdvanced, RestoresTrainingModeAndRejectsImpossibleRequests) {
+TEST_F(GenerateAdvanced, RestoresTrainingModeAndRejectsInvalidRequests) {
   const auto config = TinyConfig();  // max_position_embeddings 64
   llm::CausalLM model(config);
   model->train();
@@ -264,6 +291,10 @@ TEST_F(GenerateAdvanced, RestoresTrainingModeAndRejectsImpossibleRequests) {
   auto bad = Greedy(2);
   bad.min_new_tokens = 3;
   EXPECT_TRUE(ThrowsWith([&] { llm::generate(model, {{1}}, bad); }, {"min_new_tokens", "3", "2"}));
+  auto bad_stop = Greedy(2);
+  bad_stop.stop_tokens = {64};
+  EXPECT_TRUE(ThrowsWith([&] { llm::generate(model, {{1}}, bad_stop); }, {"stop token id 64", "0..63"}));
+  EXPECT_TRUE(ThrowsWith([&] { llm::generate(model, {{1, 99}}, Greedy(2)); }, {"prompt token id 99"}));
 }
 
 }  // namespace

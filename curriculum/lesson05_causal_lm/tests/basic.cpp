@@ -32,25 +32,28 @@ TEST_F(CausalLMTest, GivesOneRowOfLogitsPerPosition) {
   EXPECT_TRUE(torch::isfinite(logits).all().item<bool>());
 }
 
-TEST_F(CausalLMTest, CountsExactlyTheParametersTheConfigPredicts) {
+TEST_F(CausalLMTest, HasTheConfigsParametersUnderHuggingFaceNamesAndUsesThemAll) {
   for (bool tied : {false, true}) {
     auto config = TinyConfig();
     config.tie_word_embeddings = tied;
     llm::CausalLM model(config);
     EXPECT_EQ(model->num_parameters(), config.num_parameters()) << (tied ? "tied" : "untied");
-  }
-}
-
-TEST_F(CausalLMTest, ParameterNamesAreHuggingFaceLlamaKeys) {
-  llm::CausalLM model(TinyConfig());
-  auto params = model->named_parameters();
-  for (const char* key : {"model.embed_tokens.weight", "model.layers.0.self_attn.q_proj.weight",
-                          "model.layers.1.self_attn.k_proj.weight", "model.layers.1.self_attn.v_proj.weight",
-                          "model.layers.1.self_attn.o_proj.weight", "model.layers.0.mlp.gate_proj.weight",
-                          "model.layers.0.mlp.up_proj.weight", "model.layers.0.mlp.down_proj.weight",
-                          "model.layers.0.input_layernorm.weight", "model.layers.0.post_attention_layernorm.weight",
-                          "model.norm.weight", "lm_head.weight"}) {
-    EXPECT_NE(params.find(key), nullptr) << key;
+    auto params = model->named_parameters();
+    for (const char* key : {"model.embed_tokens.weight", "model.layers.0.self_attn.q_proj.weight",
+                            "model.layers.1.self_attn.k_proj.weight", "model.layers.1.self_attn.v_proj.weight",
+                            "model.layers.1.self_attn.o_proj.weight", "model.layers.0.mlp.gate_proj.weight",
+                            "model.layers.0.mlp.up_proj.weight", "model.layers.0.mlp.down_proj.weight",
+                            "model.layers.0.input_layernorm.weight", "model.layers.0.post_attention_layernorm.weight",
+                            "model.norm.weight"}) {
+      EXPECT_NE(params.find(key), nullptr) << key;
+    }
+    EXPECT_EQ(params.find("lm_head.weight") != nullptr, !tied) << "lm_head exists only when untied";
+    // Every one of those parameters must take part in the forward pass and the loss.
+    auto ids = torch::randint(0, config.vocab_size, {B, T});
+    llm::causal_lm_loss(model(ids), ids).backward();
+    for (const auto& item : params) {
+      ASSERT_TRUE(item.value().grad().defined()) << item.key() << " is never used";
+    }
   }
 }
 

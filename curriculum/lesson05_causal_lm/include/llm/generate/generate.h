@@ -40,12 +40,13 @@ struct GenerationConfig {
 inline std::vector<std::vector<int64_t>> generate(CausalLM& model, const std::vector<std::vector<int64_t>>& prompts,
                                                   const GenerationConfig& config,
                                                   c10::optional<torch::Generator> generator = c10::nullopt) {
-  // 0. Check: at least one prompt, none empty; 0 <= min_new_tokens <= max_new_tokens;
-  //    P + max_new_tokens <= max_position_embeddings (name the numbers).
+  // 0. Check: at least one prompt, none empty; 0 <= min_new_tokens <= max_new_tokens; every prompt
+  //    and stop token id in [0, V); P + max_new_tokens <= max_position_embeddings (name the numbers;
+  //    Hugging Face's convention: prompt plus new tokens must fit the model).
   // 1. NoGradGuard; remember model->is_training() and switch to eval(); restore it at the end.
   // 2. Build ids (B, P) left-padded with pad_id and mask (B, P), true on real tokens.
   // 3. With use_cache: KVCache cache(config of the model, B, P + max_new_tokens); logits =
-  //    model(ids, 0, mask, &cache). Without: logits = model(ids, 0, mask).
+  //    model(ids, 0, mask, &cache), the cache in the model's dtype. Without: logits = model(ids, 0, mask).
   // 4. For step = 0 .. max_new_tokens - 1:
   //      last = logits[:, -1]                                                   (B, V)
   //      if step < min_new_tokens: last[:, stop_tokens] = -inf

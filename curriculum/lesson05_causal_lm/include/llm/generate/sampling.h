@@ -69,6 +69,7 @@ inline torch::Tensor top_p_filter(const torch::Tensor& logits, double p) {
 inline torch::Tensor sample_next(const torch::Tensor& logits, const SamplingOptions& options,
                                  const std::vector<std::vector<int64_t>>& previous = {},
                                  c10::optional<torch::Generator> generator = c10::nullopt) {
+  // 0. Check temperature >= 0, top_k >= 0, 0 < top_p <= 1, naming the bad value.
   // 1. If repetition_penalty != 1, apply it (needs `previous`).
   // 2. temperature == 0: return argmax(-1) (greedy).
   // 3. Else: temperature, then top_k if > 0, then top_p if < 1.

@@ -40,12 +40,13 @@ struct GenerationConfig {
 inline std::vector<std::vector<int64_t>> generate(CausalLM& model, const std::vector<std::vector<int64_t>>& prompts,
                                                   const GenerationConfig& config,
                                                   c10::optional<torch::Generator> generator = c10::nullopt) {
-  // 0. Check: at least one prompt, none empty; 0 <= min_new_tokens <= max_new_tokens;
-  //    P + max_new_tokens <= max_position_embeddings (name the numbers).
+  // 0. Check: at least one prompt, none empty; 0 <= min_new_tokens <= max_new_tokens; every prompt
+  //    and stop token id in [0, V); P + max_new_tokens <= max_position_embeddings (name the numbers;
+  //    Hugging Face's convention: prompt plus new tokens must fit the model).
   // 1. NoGradGuard; remember model->is_training() and switch to eval(); restore it at the end.
   // 2. Build ids (B, P) left-padded with pad_id and mask (B, P), true on real tokens.
   // 3. With use_cache: KVCache cache(config of the model, B, P + max_new_tokens); logits =
-  //    model(ids, 0, mask, &cache). Without: logits = model(ids, 0, mask).
+  //    model(ids, 0, mask, &cache), the cache in the model's dtype. Without: logits = model(ids, 0, mask).
   // 4. For step = 0 .. max_new_tokens - 1:
   //      last = logits[:, -1]                                                   (B, V)
   //      if step < min_new_tokens: last[:, stop_tokens] = -inf
@@ -62,6 +63,15 @@ inline std::vector<std::vector<int64_t>> generate(CausalLM& model, const std::ve
                   config.min_new_tokens <= config.max_new_tokens,
               "generate: need 0 <= min_new_tokens (", config.min_new_tokens, ") <= max_new_tokens (",
               config.max_new_tokens, ")");
+  const int64_t V = model->config.vocab_size;
+  auto check_id = [&](int64_t id, const char* what) {
+    TORCH_CHECK(id >= 0 && id < V, "generate: ", what, " token id ", id, " is outside the vocabulary 0..", V - 1);
+  };
+  for (const auto& prompt : prompts) {
+    for (int64_t id : prompt) check_id(id, "prompt");
+  }
+  for (int64_t id : config.stop_tokens) check_id(id, "stop");
+  check_id(config.pad_id, "pad");
   const int64_t B = static_cast<int64_t>(prompts.size());
   int64_t P = 0;
   for (const auto& prompt : prompts) P = std::max<int64_t>(P, static_cast<int64_t>(prompt.size()));
@@ -83,7 +93,10 @@ inline std::vector<std::vector<int64_t>> generate(CausalLM& model, const std::ve
   std::vector<std::vector<int64_t>> outputs(B), history(prompts.begin(), prompts.end());
   std::vector<bool> finished(B, false);
   c10::optional<KVCache> cache;
-  if (config.use_cache) cache.emplace(model->config, B, P + config.max_new_tokens);
+  if (config.use_cache) {
+    const auto dtype = model->parameters().front().scalar_type();  // a bf16 model gets a bf16 cache
+    cache.emplace(model->config, B, P + config.max_new_tokens, dtype);
+  }
   auto logits = model(ids, 0, mask, cache ? &*cache : nullptr);  // (B, P, V)
   auto stops = torch::tensor(config.stop_tokens, torch::kLong);
 

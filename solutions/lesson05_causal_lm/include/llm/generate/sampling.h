@@ -102,6 +102,7 @@ inline torch::Tensor top_p_filter(const torch::Tensor& logits, double p) {
 inline torch::Tensor sample_next(const torch::Tensor& logits, const SamplingOptions& options,
                                  const std::vector<std::vector<int64_t>>& previous = {},
                                  c10::optional<torch::Generator> generator = c10::nullopt) {
+  // 0. Check temperature >= 0, top_k >= 0, 0 < top_p <= 1, naming the bad value.
   // 1. If repetition_penalty != 1, apply it (needs `previous`).
   // 2. temperature == 0: return argmax(-1) (greedy).
   // 3. Else: temperature, then top_k if > 0, then top_p if < 1.
@@ -110,6 +111,7 @@ inline torch::Tensor sample_next(const torch::Tensor& logits, const SamplingOpti
   TORCH_CHECK(logits.dim() == 2, "sample_next: logits must be (B, V), got ", logits.sizes());
   TORCH_CHECK(options.temperature >= 0, "temperature must be >= 0 (0 = greedy), got ", options.temperature);
   TORCH_CHECK(options.top_k >= 0, "top_k must be >= 0 (0 = off), got ", options.top_k);
+  TORCH_CHECK(options.top_p > 0 && options.top_p <= 1, "top_p must be in (0, 1] (1 = off), got ", options.top_p);
   auto x = logits.to(torch::kFloat32);
   if (options.repetition_penalty != 1.0) x = apply_repetition_penalty(x, previous, options.repetition_penalty);
   if (options.temperature == 0) return x.argmax(-1);
