@@ -365,20 +365,24 @@ TEST_F(TransformerBlockAdvanced, DecodingWithACacheMatchesTheFullForward) {
   // One prompt pass, then a token at a time at offset t, keys and values kept in the cache: the
   // outputs must be the full forward's. Dropping the offset would put every new token at RoPE
   // position 0; dropping the cache would let it attend only to itself.
-  llm::TransformerBlock block(TinyConfig());
-  RandomizeNormWeights(block);
-  auto x = torch::randn({B, T, C});
-  auto full = block(x);
-  ASSERT_EQ(full.sizes(), x.sizes());
-  ConcatCache cache;
-  const torch::Tensor no_padding;
-  const int64_t prompt = 2;
-  std::vector<torch::Tensor> pieces = {block(x.narrow(1, 0, prompt), /*offset=*/0, no_padding, &cache)};
-  for (int64_t t = prompt; t < T; ++t) pieces.push_back(block(x.narrow(1, t, 1), /*offset=*/t, no_padding, &cache));
-  auto stepped = torch::cat(pieces, 1);
-  ASSERT_EQ(stepped.sizes(), full.sizes());
-  // The same sums over differently shaped matrices: fp32 rounding, ~1e-7 relative.
-  EXPECT_TRUE(AllClose(stepped, full, 1e-5, 1e-6)) << "offset and cache are passed to self_attn";
+  // Both placements: post-norm must pass offset and cache to attention just as pre-norm does.
+  for (auto placement : {llm::NormPlacement::kPre, llm::NormPlacement::kPost}) {
+    const char* name = placement == llm::NormPlacement::kPre ? "pre-norm" : "post-norm";
+    llm::TransformerBlock block(TinyConfig(), placement);
+    RandomizeNormWeights(block);
+    auto x = torch::randn({B, T, C});
+    auto full = block(x);
+    ASSERT_EQ(full.sizes(), x.sizes());
+    ConcatCache cache;
+    const torch::Tensor no_padding;
+    const int64_t prompt = 2;
+    std::vector<torch::Tensor> pieces = {block(x.narrow(1, 0, prompt), /*offset=*/0, no_padding, &cache)};
+    for (int64_t t = prompt; t < T; ++t) pieces.push_back(block(x.narrow(1, t, 1), /*offset=*/t, no_padding, &cache));
+    auto stepped = torch::cat(pieces, 1);
+    ASSERT_EQ(stepped.sizes(), full.sizes());
+    // The same sums over differently shaped matrices: fp32 rounding, ~1e-7 relative.
+    EXPECT_TRUE(AllClose(stepped, full, 1e-5, 1e-6)) << name << ": offset and cache are passed to self_attn";
+  }
 }
 
 }  // namespace

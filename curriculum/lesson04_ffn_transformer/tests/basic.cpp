@@ -131,7 +131,8 @@ TEST_F(FeedForwardTest, SwiGLUMatchesHandWorkedValues) {
   //                                           silu(-2) = -2 * sigmoid(-2) = -0.2384058
   //   up   = [[1, 1], [2, 0]]  x = (3, 2)     h = (0.7310586 * 3, -0.2384058 * 2) = (2.1931757, -0.4768117)
   //   down = [[1, 0], [1, 1]]  h = (2.1931757, 2.1931757 - 0.4768117) = (2.1931757, 1.7163640)
-  // Swapping gate and up would give (silu(3) * 1, silu(2) * -2) = (2.857722, -3.523188) instead.
+  // Swapping gate and up would give h = (silu(3) * 1, silu(2) * -2) = (2.857722, -3.523188), so
+  // y = (2.857722, -0.665466) instead.
   SetWeight(ff->gate_proj, torch::tensor({{1.0f, 0.0f}, {0.0f, -1.0f}}));
   SetWeight(ff->up_proj, torch::tensor({{1.0f, 1.0f}, {2.0f, 0.0f}}));
   SetWeight(ff->down_proj, torch::tensor({{1.0f, 0.0f}, {1.0f, 1.0f}}));

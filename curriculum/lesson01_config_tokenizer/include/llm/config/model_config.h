@@ -30,7 +30,7 @@ inline int64_t llama_ffn_hidden_size(int64_t hidden_size, int64_t multiple_of) {
 struct ModelConfig {
   int64_t vocab_size = 4096;              // V, including special tokens
   int64_t hidden_size = 256;              // C, the model width
-  int64_t intermediate_size = 0;          // F; 0 = Llama's rule, llama_ffn_hidden_size()
+  int64_t intermediate_size = 0;          // F; 0 = Llama's rule for every mlp_type (GPT-2's gelu MLP used 4C)
   int64_t multiple_of = 16;               // F is rounded up to this when it is derived
   int64_t num_hidden_layers = 4;          // L transformer blocks
   int64_t num_attention_heads = 8;        // H query heads
@@ -39,7 +39,7 @@ struct ModelConfig {
   double rope_theta = 10000.0;            // RoPE base (Llama 1-2)
   double rms_norm_eps = 1e-6;             // LlamaConfig's default
   bool tie_word_embeddings = false;       // lm_head shares embed_tokens' weight
-  double dropout = 0.0;                   // attention and residual dropout while training
+  double dropout = 0.0;                   // on attention weights and the MLP output, while training
   std::string mlp_type = "swiglu";        // swiglu | geglu | gelu
 
   static inline const std::vector<std::string> kMlpTypes = {"swiglu", "geglu", "gelu"};

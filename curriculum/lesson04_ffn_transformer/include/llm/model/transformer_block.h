@@ -13,9 +13,10 @@
 //     h   = input_layernorm( x + attn(x) )
 //     out = post_attention_layernorm( h + mlp(h) )
 //
-// Why pre-norm: the residual stream x -> h -> out is a clean sum, so at initialization each block is
-// close to the identity and gradients reach the first layer undiminished; post-norm needs careful
-// warmup to train deep stacks. (Hugging Face keeps the name post_attention_layernorm for the norm
+// Why pre-norm: the residual stream x -> h -> out is a clean sum, so the gradient reaches the first
+// layer undiminished, and with small sublayer outputs at initialization (lesson 05 scales the
+// residual projections for exactly this) each block starts near the identity. Post-norm divides the
+// stream by a norm after every sum and needs careful warmup to train deep stacks. (Hugging Face keeps the name post_attention_layernorm for the norm
 // before the MLP even in pre-norm Llama; the names here are theirs.)
 #pragma once
 

@@ -44,7 +44,8 @@ inline std::vector<std::vector<int64_t>> generate(CausalLM& model, const std::ve
   //    and stop token id in [0, V); P + max_new_tokens <= max_position_embeddings (name the numbers;
   //    Hugging Face's convention: prompt plus new tokens must fit the model).
   // 1. NoGradGuard; remember model->is_training() and switch to eval(); restore it at the end.
-  // 2. Build ids (B, P) left-padded with pad_id and mask (B, P), true on real tokens.
+  // 2. Build ids (B, P) left-padded with pad_id and mask (B, P), true on real tokens (when no
+  //    prompt is shorter than P, pass no mask at all: an undefined tensor).
   // 3. With use_cache: KVCache cache(config of the model, B, P + max_new_tokens); logits =
   //    model(ids, 0, mask, &cache), the cache in the model's dtype. Without: logits = model(ids, 0, mask).
   // 4. For step = 0 .. max_new_tokens - 1:
@@ -53,7 +54,7 @@ inline std::vector<std::vector<int64_t>> generate(CausalLM& model, const std::ve
   //      next = sample_next(last, sampling, history, generator)                (B,)
   //      for every unfinished row: append next[b] to its output and history; finished if a stop token
   //      if every row is finished: stop
-  //      mask = cat(mask, ones (B, 1));
+  //      mask = cat(mask, ones (B, 1))  (if there is a mask)
   //      with the cache: logits = model(next.view({B, 1}), P + step, mask, &cache)
   //      without:        ids = cat(ids, next.view({B, 1})); logits = model(ids, 0, mask)
   LLM_TODO("lesson05: generate(): left-pad, prefill (with the KV cache), then sample one token at a time until stop");

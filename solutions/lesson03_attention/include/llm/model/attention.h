@@ -62,9 +62,12 @@ struct AttentionImpl : torch::nn::Module {
     // 2. Project and split heads: q (B, H, T, D); k, v (B, Hkv, T, D)  (view, then transpose(1, 2)).
     // 3. RoPE on q and k at positions offset .. offset + T - 1 (rope.apply(t, offset)).
     // 4. With a cache: std::tie(k, v) = cache->append(k, v): now (B, Hkv, Tk, D).
-    // 5. Repeat each kv head G = H / Hkv times along dim 1 (repeat_interleave): (B, H, Tk, D).
+    // 5. Repeat each kv head G = H / Hkv times along dim 1, so query head h meets kv head h / G:
+    //    (B, Hkv, Tk, D) -> unsqueeze(2) -> expand (B, Hkv, G, Tk, D) -> reshape (B, H, Tk, D).
+    //    (repeat_interleave(G, 1) gives the same tensor, through a slower gather.)
     // 6. mask = causal_mask(T, Tk), and with a padding mask also "& key_padding_mask[b, j]"
-    //    (broadcast as (B, 1, 1, Tk)). Check the padding mask is (B, Tk).
+    //    (broadcast as (B, 1, 1, Tk)). Check the padding mask is (B, Tk). (With T == 1 the causal
+    //    mask is all true and may be skipped: that is most of a decoding step's masking cost.)
     // 7. scaled_dot_product_attention with dropout while training (is_training()); keep the weights
     //    in last_weights if store_weights.
     // 8. Merge heads: (B, H, T, D) -> (B, T, H * D), then o_proj.
@@ -80,15 +83,20 @@ struct AttentionImpl : torch::nn::Module {
     if (cache != nullptr) std::tie(k, v) = cache->append(k, v);               // (B, Hkv, Tk, D)
     const int64_t Tk = k.size(2);
     const int64_t groups = num_heads / num_kv_heads;
-    if (groups > 1) {
-      k = k.repeat_interleave(groups, /*dim=*/1);                             // (B, H, Tk, D)
-      v = v.repeat_interleave(groups, /*dim=*/1);                             // (B, H, Tk, D)
+    if (groups > 1) {  // Hugging Face's repeat_kv: kv head j serves query heads j G .. j G + G - 1
+      auto repeat_kv = [&](const torch::Tensor& t) {
+        return t.unsqueeze(2).expand({B, num_kv_heads, groups, Tk, head_dim}).reshape({B, num_heads, Tk, head_dim});
+      };
+      k = repeat_kv(k);                                                       // (B, H, Tk, D)
+      v = repeat_kv(v);                                                       // (B, H, Tk, D)
     }
-    auto mask = causal_mask(T, Tk, x.device()).view({1, 1, T, Tk});
+    // One new query (decoding) may see every key: its causal mask is all true, so skip it.
+    torch::Tensor mask = T > 1 ? causal_mask(T, Tk, x.device()).view({1, 1, T, Tk}) : torch::Tensor();
     if (key_padding_mask.defined()) {
       TORCH_CHECK(key_padding_mask.dim() == 2 && key_padding_mask.size(0) == B && key_padding_mask.size(1) == Tk,
                   "Attention: key_padding_mask must be (B, Tk) = (", B, ", ", Tk, "), got ", key_padding_mask.sizes());
-      mask = mask.logical_and(key_padding_mask.to(torch::kBool).view({B, 1, 1, Tk}));  // (B, 1, T, Tk)
+      auto padding = key_padding_mask.to(torch::kBool).view({B, 1, 1, Tk});
+      mask = mask.defined() ? mask.logical_and(padding) : padding;  // (B, 1, T, Tk) or (B, 1, 1, Tk)
     }
     AttentionOptions options;
     options.mask = mask;

@@ -4,7 +4,7 @@
 //
 //   gelu    y = down( gelu(up(x)) )                        GPT-2, BERT: two matrices
 //   swiglu  y = down( silu(gate(x)) * up(x) )              Llama, Mistral, Qwen: three matrices
-//   geglu   y = down( gelu(gate(x)) * up(x) )              T5 v1.1, Gemma
+//   geglu   y = down( gelu(gate(x)) * up(x) )              T5 v1.1 and Gemma (which use GELU's tanh form)
 //
 // The gated forms (Shazeer 2020, "GLU Variants Improve Transformer") multiply a nonlinear "gate"
 // elementwise with a linear "value" path; at equal parameter count they train to lower loss.
@@ -12,7 +12,8 @@
 // (llama_ffn_hidden_size in lesson 01).
 //
 //   silu(z) = z * sigmoid(z)                                (Swish with beta = 1)
-//   gelu(z) = z * Phi(z) = z/2 * (1 + erf(z / sqrt(2)))     the exact form; GPT-2 used a tanh approximation
+//   gelu(z) = z * Phi(z) = z/2 * (1 + erf(z / sqrt(2)))     the exact form, used here for every variant;
+//             GPT-2, T5 v1.1 and Gemma use a tanh approximation, at most ~5e-4 away
 //
 // No biases (Llama). Names are Hugging Face's: gate_proj, up_proj, down_proj. Dropout on the output
 // while training (the residual dropout of the original transformer).
