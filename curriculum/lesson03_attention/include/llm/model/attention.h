@@ -62,9 +62,12 @@ struct AttentionImpl : torch::nn::Module {
     // 2. Project and split heads: q (B, H, T, D); k, v (B, Hkv, T, D)  (view, then transpose(1, 2)).
     // 3. RoPE on q and k at positions offset .. offset + T - 1 (rope.apply(t, offset)).
     // 4. With a cache: std::tie(k, v) = cache->append(k, v): now (B, Hkv, Tk, D).
-    // 5. Repeat each kv head G = H / Hkv times along dim 1 (repeat_interleave): (B, H, Tk, D).
+    // 5. Repeat each kv head G = H / Hkv times along dim 1, so query head h meets kv head h / G:
+    //    (B, Hkv, Tk, D) -> unsqueeze(2) -> expand (B, Hkv, G, Tk, D) -> reshape (B, H, Tk, D).
+    //    (repeat_interleave(G, 1) gives the same tensor, through a slower gather.)
     // 6. mask = causal_mask(T, Tk), and with a padding mask also "& key_padding_mask[b, j]"
-    //    (broadcast as (B, 1, 1, Tk)). Check the padding mask is (B, Tk).
+    //    (broadcast as (B, 1, 1, Tk)). Check the padding mask is (B, Tk). (With T == 1 the causal
+    //    mask is all true and may be skipped: that is most of a decoding step's masking cost.)
     // 7. scaled_dot_product_attention with dropout while training (is_training()); keep the weights
     //    in last_weights if store_weights.
     // 8. Merge heads: (B, H, T, D) -> (B, T, H * D), then o_proj.
