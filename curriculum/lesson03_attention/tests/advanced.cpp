@@ -175,21 +175,27 @@ TEST_F(ScaledDotProductAdvanced, AFullyMaskedQueryRowGetsZeroWeightsAndZeroOutpu
 
 TEST_F(ScaledDotProductAdvanced, AFullyMaskedQueryRowPassesFiniteGradients) {
   // One NaN in a backward pass poisons every weight at the next optimizer step. A padded query row
-  // (all keys masked) must give zero gradient, not NaN.
-  auto q = torch::randn({1, H, 3, D}, torch::requires_grad());
-  auto k = torch::randn({1, H, 4, D}, torch::requires_grad());
-  auto v = torch::randn({1, H, 4, D}, torch::requires_grad());
-  auto mask = torch::tensor({{1, 0, 0, 0}, {0, 0, 0, 0}, {1, 1, 1, 0}}).to(torch::kBool);
-  llm::AttentionOptions options;
-  options.mask = mask;
-  auto out = llm::scaled_dot_product_attention(q, k, v, options).out;
-  (out * torch::randn({1, H, 3, D})).sum().backward();
-  ASSERT_TRUE(q.grad().defined() && k.grad().defined() && v.grad().defined()) << "gradients reach q, k and v";
-  EXPECT_TRUE(torch::isfinite(q.grad()).all().item<bool>()) << "dL/dq";
-  EXPECT_TRUE(torch::isfinite(k.grad()).all().item<bool>()) << "dL/dk";
-  EXPECT_TRUE(torch::isfinite(v.grad()).all().item<bool>()) << "dL/dv";
-  EXPECT_TRUE(AllClose(q.grad().select(2, 1), torch::zeros({1, H, D}), 0, 0))
-      << "the fully masked query's output is constant 0, so its gradient is 0";
+  // (all keys masked) must give zero gradient, not NaN, whether the mask is boolean or additive:
+  // softmax's backward multiplies by its output, so a row left NaN in the forward pass leaks NaN
+  // into q and k even if it is zeroed afterwards.
+  auto keep = torch::tensor({{1, 0, 0, 0}, {0, 0, 0, 0}, {1, 1, 1, 0}}).to(torch::kBool);
+  auto additive = torch::zeros({3, 4}).masked_fill(keep.logical_not(), -std::numeric_limits<float>::infinity());
+  for (const auto& mask : {keep, additive}) {
+    const char* kind = mask.scalar_type() == torch::kBool ? "boolean mask" : "additive -inf mask";
+    auto q = torch::randn({1, H, 3, D}, torch::requires_grad());
+    auto k = torch::randn({1, H, 4, D}, torch::requires_grad());
+    auto v = torch::randn({1, H, 4, D}, torch::requires_grad());
+    llm::AttentionOptions options;
+    options.mask = mask;
+    auto out = llm::scaled_dot_product_attention(q, k, v, options).out;
+    (out * torch::randn({1, H, 3, D})).sum().backward();
+    ASSERT_TRUE(q.grad().defined() && k.grad().defined() && v.grad().defined()) << kind;
+    EXPECT_TRUE(torch::isfinite(q.grad()).all().item<bool>()) << kind << ": dL/dq";
+    EXPECT_TRUE(torch::isfinite(k.grad()).all().item<bool>()) << kind << ": dL/dk";
+    EXPECT_TRUE(torch::isfinite(v.grad()).all().item<bool>()) << kind << ": dL/dv";
+    EXPECT_TRUE(AllClose(q.grad().select(2, 1), torch::zeros({1, H, D}), 0, 0))
+        << kind << ": the fully masked query's output is constant 0, so its gradient is 0";
+  }
 }
 
 TEST_F(ScaledDotProductAdvanced, GradientsMatchTheNaiveLoopInFloat64) {

@@ -13,7 +13,8 @@
 //
 // Why 1/sqrt(D): for q, k with unit-variance entries, q . k has variance D; without the scale the
 // softmax saturates as D grows and its gradients vanish.
-// Why fp32 softmax: exp() of bf16 scores loses the small probabilities; compute in fp32, cast back.
+// Why fp32 scores and softmax: bf16 keeps 8 bits of mantissa, so a score of 20 is rounded by up to
+// 0.06, which changes its weight by ~6%; compute in fp32 and cast only the output back.
 // Why subtracting the row max (softmax does it for us): exp(1000) overflows, exp(1000 - 1000) does not.
 //
 // The causal mask lets query i see keys j <= i. With a KV cache the Tq new queries are the *last*
@@ -37,7 +38,7 @@ inline torch::Tensor causal_mask(int64_t Tq, int64_t Tk, torch::Device device = 
 }
 
 struct AttentionOutput {
-  torch::Tensor out;      // (B, H, Tq, D), q's dtype
+  torch::Tensor out;      // (B, H, Tq, Dv), q's dtype
   torch::Tensor weights;  // (B, H, Tq, Tk) float32, only when return_weights
 };
 
@@ -57,8 +58,10 @@ inline AttentionOutput scaled_dot_product_attention(const torch::Tensor& q, cons
   //    the error, e.g. "q is [2, 4, 5, 8] but k is [2, 4, 5, 6]: q and k must have the same D".
   // 2. scores = (q @ k^T) * scale in float32, scale = options.scale or 1/sqrt(D).   (B, H, Tq, Tk)
   // 3. A bool mask: scores.masked_fill(!mask, -inf). A float mask: scores + mask.
-  // 4. weights = softmax(scores, -1). Rows that were entirely -inf come out NaN: set them to 0
-  //    (where the row's max score is -inf).
+  // 4. A row whose scores are all -inf (a padded query: every key masked) would come out of softmax
+  //    as NaN, and softmax's backward would carry that NaN into q and k. So find those rows first
+  //    (row max == -inf), give them finite scores (0) before the softmax, and zero their weights after.
+  //    weights = softmax(scores, -1).
   // 5. Dropout on the weights if options.training and dropout > 0 (torch::dropout scales by 1/(1-p)).
   // 6. out = weights @ v in float32, cast to q's dtype. Return weights too if asked.
   LLM_TODO("lesson03: scaled_dot_product_attention(): softmax(q k^T / sqrt(D) + mask) v, in fp32");
