@@ -48,8 +48,10 @@ TEST(ConfigErrorsTest, WrongTypesNameTheKeyTheTypeAndTheValue) {
   EXPECT_TRUE(ThrowsWith([] { llm::parse_run_config("model:\n  num_hidden_layers: four\n"); },
                          {"model.num_hidden_layers", "integer", "'four'"}));
   EXPECT_TRUE(ThrowsWith([] { llm::parse_run_config("model:\n  num_hidden_layers: 4.5\n"); },
-                         {"model.num_hidden_layers", "integer", "'4.5'"}))
-      << "4.5 must not be silently truncated to 4";
+                         {"model.num_hidden_layers", "integer", "'4.5'"}));
+  EXPECT_TRUE(ThrowsWith([] { llm::parse_run_config("model:\n  num_hidden_layers: 0x10\n"); },
+                         {"model.num_hidden_layers", "integer", "'0x10'"}))
+      << "yaml-cpp alone would quietly read 0x10 as 16";
   EXPECT_TRUE(ThrowsWith([] { llm::parse_run_config("train:\n  learning_rate: fast\n"); },
                          {"train.learning_rate", "number", "'fast'"}));
   EXPECT_TRUE(ThrowsWith([] { llm::parse_run_config("model:\n  tie_word_embeddings: maybe\n"); },
@@ -59,7 +61,9 @@ TEST(ConfigErrorsTest, WrongTypesNameTheKeyTheTypeAndTheValue) {
 }
 
 TEST(ConfigErrorsTest, UnknownTrainKeyAndUnknownSectionAreSuggested) {
-  EXPECT_TRUE(ThrowsWith([] { llm::parse_run_config("train:\n  lr: 0.1\n"); }, {"'lr'", "valid keys:", "learning_rate"}));
+  // "lr" is 4 edits from "min_lr" and 11 from "learning_rate": the nearest is suggested, all are listed.
+  EXPECT_TRUE(ThrowsWith([] { llm::parse_run_config("train:\n  lr: 0.1\n"); },
+                         {"'lr'", "did you mean 'min_lr'", "valid keys:", "learning_rate"}));
   EXPECT_TRUE(ThrowsWith([] { llm::parse_run_config("modle:\n  hidden_size: 64\n"); }, {"'modle'", "'model'"}));
 }
 
@@ -85,6 +89,28 @@ TEST(ConfigErrorsTest, TrainSettingsAreValidated) {
   EXPECT_TRUE(ThrowsWith([] { llm::parse_run_config("train:\n  dtype: float16\n"); }, {"'float16'", "float32", "bfloat16"}));
   EXPECT_TRUE(ThrowsWith([] { llm::parse_run_config("train:\n  beta2: 1.0\n"); }, {"beta2", "[0, 1)"}));
   EXPECT_TRUE(ThrowsWith([] { llm::parse_run_config("train:\n  optimizer: sgd\n"); }, {"'sgd'", "adamw", "lion"}));
+}
+
+TEST(ConfigErrorsTest, EveryRuleOfValidateNamesTheKeyAndTheValue) {
+  const std::vector<std::pair<std::string, std::vector<std::string>>> cases = {
+      {"model:\n  intermediate_size: -1\n", {"intermediate_size", "-1"}},
+      {"model:\n  multiple_of: 0\n", {"multiple_of", "positive"}},
+      {"model:\n  max_position_embeddings: 0\n", {"max_position_embeddings", "positive"}},
+      {"model:\n  rope_theta: 0\n", {"rope_theta", "positive"}},
+      {"model:\n  rms_norm_eps: -1e-6\n", {"rms_norm_eps", "positive"}},
+      {"model:\n  rms_norm_eps: .nan\n", {"rms_norm_eps"}},
+      {"train:\n  threads: -1\n", {"threads", "-1"}},
+      {"train:\n  learning_rate: 0\n", {"learning_rate", "positive"}},
+      {"train:\n  weight_decay: -0.1\n", {"weight_decay"}},
+      {"train:\n  grad_clip: -1\n", {"grad_clip"}},
+      {"train:\n  beta1: 1\n", {"beta1", "[0, 1)"}},
+      {"train:\n  batch_size: 0\n", {"batch_size", "positive"}},
+      {"train:\n  eval_interval: -5\n", {"eval_interval", "-5"}},
+      {"model: 12\n", {"model", "mapping"}},
+  };
+  for (const auto& c : cases) {
+    EXPECT_TRUE(ThrowsWith([&] { llm::parse_run_config(c.first); }, c.second)) << c.first;
+  }
 }
 
 TEST(ConfigErrorsTest, UnknownPresetListsTheValidOnes) {
@@ -225,7 +251,8 @@ TEST_F(Gpt2Advanced, DecodingAnUnknownIdNamesItAndTheRange) {
 
 TEST(BpeTrainerAdvanced, TiesGoToTheSmallestPairOfIds) {
   // Pieces "ab", " ab", " cd", " cd": (a,b), (' ',c) and (c,d) all occur twice. The smallest pair of
-  // ids, (' '=32, 'c'=99), is merged first; then (a,b)=(97,98) beats (256,'d'=100) and (32,257).
+  // ids, (' '=32, 'c'=99), is merged first; then (a,b)=(97,98) beats (256,'d'=100), both twice, while
+  // (' ', 'a') = (32, 97) occurs once.
   llm::BpeTrainingOptions options;
   options.vocab_size = 300;
   auto tok = llm::train_bpe("ab ab cd cd", options);
@@ -275,11 +302,49 @@ TEST(BpeTrainerAdvanced, TrainingIsDeterministic) {
   }
 }
 
-TEST(BpeTrainerAdvanced, TooSmallAVocabularyIsAClearError) {
+TEST(BpeTrainerAdvanced, TooSmallAVocabularyOrAZeroMinimumCountIsAClearError) {
   llm::BpeTrainingOptions options;
   options.vocab_size = 256;
   options.special_tokens = {"<|endoftext|>"};
   EXPECT_TRUE(ThrowsWith([&] { llm::train_bpe("text", options); }, {"256", "257"}));
+  options.vocab_size = 300;
+  options.min_pair_count = 0;
+  EXPECT_TRUE(ThrowsWith([&] { llm::train_bpe("text", options); }, {"min_pair_count", "0"}));
+}
+
+TEST(ByteTokenizerAdvanced, LongestSpecialWinsAndSpecialsCanBeTurnedOff) {
+  llm::ByteTokenizer tok({"<|a|>", "<|a|>!"});
+  EXPECT_EQ(tok.encode("x<|a|>!<|a|>"), (Ids{'x', 257, 256})) << "the longer special that starts at a byte wins";
+  EXPECT_EQ(tok.encode("<|a|>", /*allow_special=*/false), (Ids{'<', '|', 'a', '|', '>'}));
+  EXPECT_TRUE(ThrowsWith([&] { tok.decode({65, 258}); }, {"258", "0..257"}));
+  EXPECT_TRUE(ThrowsWith([&] { tok.decode({-1}); }, {"-1"}));
+}
+
+TEST_F(TempDirTest, SpecialTokensWithSpacesOrNonAsciiSurviveSavingAndLoading) {
+  llm::BpeTrainingOptions options;
+  options.vocab_size = 300;
+  options.special_tokens = {"<|end of text|>", "<|f\xC3\xBCr|>"};
+  auto tok = llm::train_bpe("some words and some more words", options);
+  llm::save_gpt2_files(tok, dir_.string());
+  auto loaded = llm::load_tokenizer_dir(dir_.string());
+  EXPECT_EQ(loaded.special_tokens(), tok.special_tokens());
+  const std::string text = "words<|end of text|>more<|f\xC3\xBCr|>";
+  EXPECT_EQ(loaded.encode(text), tok.encode(text));
+  EXPECT_EQ(loaded.decode(loaded.encode(text)), text);
+}
+
+TEST(BpeTokenizerAdvanced, ManySpecialTokensInALongTextAreAllFound) {
+  // 20,000 documents separated by <|endoftext|>, and a second special that never occurs: every
+  // separator must become one id (and, with a linear-time search, this takes milliseconds).
+  llm::BpeTrainingOptions options;
+  options.vocab_size = 300;
+  options.special_tokens = {"<|endoftext|>", "<|pad|>"};
+  std::string text;
+  for (int i = 0; i < 20000; ++i) text += "doc " + std::to_string(i % 7) + "<|endoftext|>";
+  auto tok = llm::train_bpe(text, options);
+  const auto ids = tok.encode(text);
+  EXPECT_EQ(std::count(ids.begin(), ids.end(), tok.special_id("<|endoftext|>")), 20000);
+  EXPECT_EQ(tok.decode(ids), text);
 }
 
 TEST_F(TempDirTest, TrainedTokenizerSavesInGpt2FormatAndLoadsBackIdentical) {

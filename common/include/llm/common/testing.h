@@ -64,7 +64,7 @@ inline ::testing::AssertionResult AllClose(const torch::Tensor& actual, const to
 // Passes when `fn` throws an exception whose message contains every one of `needles` (the bad value,
 // the valid range...). A stub's NotImplemented never counts: "not implemented" is not a clear error.
 template <typename Fn>
-::testing::AssertionResult ThrowsWith(Fn&& fn, std::initializer_list<std::string> needles) {
+::testing::AssertionResult ThrowsWith(Fn&& fn, const std::vector<std::string>& needles) {
   try {
     fn();
   } catch (const ::llm::NotImplemented& e) {

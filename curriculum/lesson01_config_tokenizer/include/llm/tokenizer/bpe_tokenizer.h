@@ -21,6 +21,7 @@
 #include <llm/common/todo.h>
 #include <llm/tokenizer/byte_tokenizer.h>
 #include <llm/tokenizer/pretokenizer.h>
+#include <llm/tokenizer/special_tokens.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -112,9 +113,9 @@ class BpeTokenizer {
   // text -> ids. With allow_special (the default) the text of a special token becomes its id;
   // without, it is ordinary text (as GPT-2's own encoder treats it).
   std::vector<TokenId> encode(std::string_view text, bool allow_special = true) const {
-    // 1. If allow_special, cut the text at every occurrence of a special token (the earliest next
-    //    occurrence first; the longest special where two start at the same byte). The special
-    //    becomes its id; the text between is handled as below.
+    // 1. If allow_special, cut the text at every occurrence of a special token: a SpecialTokenFinder
+    //    over special_names_ gives the next one (earliest first, longest on a tie) from a position.
+    //    The special becomes its id (special_ids_[match.index]); the text between is handled as below.
     // 2. Ordinary text: split it with pretokenizer_.split() and append encode_cached(piece) for
     //    every piece.
     LLM_TODO("lesson01: BpeTokenizer::encode(): cut out special tokens, pre-tokenize the rest, BPE every piece");
@@ -139,7 +140,11 @@ class BpeTokenizer {
     for (int b = 0; b < 256; ++b) {
       if (byte_ids_[b] < 0) throw std::invalid_argument("the vocabulary has no token for byte " + std::to_string(b));
     }
-    for (TokenId id : special_ids) specials_.emplace(vocab_.at(check_id(id, "special token")), id);
+    for (TokenId id : special_ids) {
+      specials_.emplace(vocab_.at(check_id(id, "special token")), id);
+      special_names_.push_back(vocab_[id]);
+      special_ids_.push_back(id);
+    }
   }
 
   TokenId check_id(TokenId id, const char* what) const {
@@ -166,7 +171,9 @@ class BpeTokenizer {
   std::unordered_map<uint64_t, MergeResult> merges_;  // key(a, b) -> rank and merged id
   std::vector<Merge> merge_list_;                     // rank order
   std::map<std::string, TokenId> specials_;           // text -> id
-  TokenId byte_ids_[256];                             // byte -> its single-byte token
+  std::vector<std::string> special_names_;            // the same, as two parallel lists
+  std::vector<TokenId> special_ids_;
+  TokenId byte_ids_[256] = {};                        // byte -> its single-byte token
   Gpt2PreTokenizer pretokenizer_;
   mutable std::unordered_map<std::string, std::vector<TokenId>> cache_;
 };

@@ -100,7 +100,8 @@ T parse_scalar(const YAML::Node& node, const std::string& where, const char* typ
   if (node.IsScalar()) {
     try {
       if constexpr (std::is_same_v<T, int64_t>) {
-        // yaml-cpp would read 4.5 as 4: only accept text that is an integer all the way through.
+        // Only decimal integers, all the way through: yaml-cpp itself reads 0x10 as 16 and 010 as 8
+        // (YAML 1.1 octal), and rejects 4.5 without saying which key or why.
         const std::string& text = node.Scalar();
         size_t used = 0;
         const long long value = std::stoll(text, &used);

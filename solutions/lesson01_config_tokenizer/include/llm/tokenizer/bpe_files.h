@@ -5,7 +5,9 @@
 //                token text (bytes written with GPT-2's stand-ins, gpt2_bytes.h) -> id
 //   merges.txt   "#version: 0.2" then one merge per line, in rank order: "Ġ t", "Ġt he", ...
 // A vocab entry that is neither a single byte nor made by a merge can only be a special token
-// (GPT-2's "<|endoftext|>"); that is how load_gpt2_files recognises them.
+// (GPT-2's "<|endoftext|>"); that is how load_gpt2_files recognises them. Special tokens are written
+// with the same stand-ins as every other token (for printable ASCII such as "<|endoftext|>" the two
+// are identical, as in GPT-2's own file), so one containing a space or a non-ASCII byte loads back.
 //
 // tiktoken's .tiktoken files list every token as "<base64 of its bytes> <rank>", rank = id. The
 // merge rank of a pair (a, b) is the rank of the token a+b; special tokens are not in the file and
@@ -20,7 +22,6 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -169,12 +170,7 @@ inline void save_gpt2_files(const BpeTokenizer& tokenizer, const std::string& di
   }
   fs::create_directories(dir);
   nlohmann::ordered_json vocab = nlohmann::ordered_json::object();
-  std::set<TokenId> special_ids;
-  for (const auto& [text, id] : tokenizer.special_tokens()) special_ids.insert(id);
-  for (TokenId id = 0; id < tokenizer.vocab_size(); ++id) {
-    const std::string& bytes = tokenizer.token_bytes(id);
-    vocab[special_ids.count(id) ? bytes : bytes_to_gpt2_text(bytes)] = id;
-  }
+  for (TokenId id = 0; id < tokenizer.vocab_size(); ++id) vocab[bytes_to_gpt2_text(tokenizer.token_bytes(id))] = id;
   std::string merges = "#version: 0.2\n";
   for (const auto& [a, b] : tokenizer.merges()) {
     merges += bytes_to_gpt2_text(tokenizer.token_bytes(a)) + " " + bytes_to_gpt2_text(tokenizer.token_bytes(b)) + "\n";

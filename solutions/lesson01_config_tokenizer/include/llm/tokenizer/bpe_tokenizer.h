@@ -21,6 +21,7 @@
 #include <llm/common/todo.h>
 #include <llm/tokenizer/byte_tokenizer.h>
 #include <llm/tokenizer/pretokenizer.h>
+#include <llm/tokenizer/special_tokens.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -137,9 +138,9 @@ class BpeTokenizer {
   // text -> ids. With allow_special (the default) the text of a special token becomes its id;
   // without, it is ordinary text (as GPT-2's own encoder treats it).
   std::vector<TokenId> encode(std::string_view text, bool allow_special = true) const {
-    // 1. If allow_special, cut the text at every occurrence of a special token (the earliest next
-    //    occurrence first; the longest special where two start at the same byte). The special
-    //    becomes its id; the text between is handled as below.
+    // 1. If allow_special, cut the text at every occurrence of a special token: a SpecialTokenFinder
+    //    over special_names_ gives the next one (earliest first, longest on a tie) from a position.
+    //    The special becomes its id (special_ids_[match.index]); the text between is handled as below.
     // 2. Ordinary text: split it with pretokenizer_.split() and append encode_cached(piece) for
     //    every piece.
     // BEGIN SOLUTION: BpeTokenizer::encode(): cut out special tokens, pre-tokenize the rest, BPE every piece
@@ -151,19 +152,13 @@ class BpeTokenizer {
       }
     };
     size_t start = 0;
-    while (allow_special && !specials_.empty() && start < text.size()) {
-      size_t best_pos = std::string_view::npos;
-      const std::pair<const std::string, TokenId>* best = nullptr;
-      for (const auto& special : specials_) {
-        const size_t pos = text.find(special.first, start);
-        if (pos < best_pos || (pos == best_pos && pos != std::string_view::npos && special.first.size() > best->first.size())) {
-          best_pos = pos, best = &special;
-        }
+    if (allow_special && !special_names_.empty()) {
+      SpecialTokenFinder finder(text, special_names_);
+      for (auto match = finder.next(0); match.pos != std::string_view::npos; match = finder.next(start)) {
+        encode_ordinary(text.substr(start, match.pos - start));
+        ids.push_back(special_ids_[match.index]);
+        start = match.pos + match.length;
       }
-      if (best == nullptr || best_pos == std::string_view::npos) break;
-      encode_ordinary(text.substr(start, best_pos - start));
-      ids.push_back(best->second);
-      start = best_pos + best->first.size();
     }
     if (start < text.size()) encode_ordinary(text.substr(start));
     return ids;
@@ -193,7 +188,11 @@ class BpeTokenizer {
     for (int b = 0; b < 256; ++b) {
       if (byte_ids_[b] < 0) throw std::invalid_argument("the vocabulary has no token for byte " + std::to_string(b));
     }
-    for (TokenId id : special_ids) specials_.emplace(vocab_.at(check_id(id, "special token")), id);
+    for (TokenId id : special_ids) {
+      specials_.emplace(vocab_.at(check_id(id, "special token")), id);
+      special_names_.push_back(vocab_[id]);
+      special_ids_.push_back(id);
+    }
   }
 
   TokenId check_id(TokenId id, const char* what) const {
@@ -220,7 +219,9 @@ class BpeTokenizer {
   std::unordered_map<uint64_t, MergeResult> merges_;  // key(a, b) -> rank and merged id
   std::vector<Merge> merge_list_;                     // rank order
   std::map<std::string, TokenId> specials_;           // text -> id
-  TokenId byte_ids_[256];                             // byte -> its single-byte token
+  std::vector<std::string> special_names_;            // the same, as two parallel lists
+  std::vector<TokenId> special_ids_;
+  TokenId byte_ids_[256] = {};                        // byte -> its single-byte token
   Gpt2PreTokenizer pretokenizer_;
   mutable std::unordered_map<std::string, std::vector<TokenId>> cache_;
 };

@@ -26,6 +26,7 @@
 #include <llm/common/todo.h>
 #include <llm/tokenizer/bpe_tokenizer.h>
 #include <llm/tokenizer/pretokenizer.h>
+#include <llm/tokenizer/special_tokens.h>
 
 #include <algorithm>
 #include <queue>
@@ -46,7 +47,8 @@ struct BpeTrainingOptions {
 // The distinct pieces of `text` (special tokens cut out first) with how often each occurs.
 inline std::unordered_map<std::string, int64_t> count_pieces(std::string_view text,
                                                              const std::vector<std::string>& special_tokens) {
-  // 1. Cut text at every occurrence of a special token (they are not trained on).
+  // 1. Cut text at every occurrence of a special token (they are not trained on); SpecialTokenFinder
+  //    gives the next one from a position.
   // 2. Split each remaining chunk with Gpt2PreTokenizer and count every piece.
   // BEGIN SOLUTION: count_pieces(): drop special tokens, pre-tokenize, count each distinct piece
   Gpt2PreTokenizer pretokenizer;
@@ -55,17 +57,10 @@ inline std::unordered_map<std::string, int64_t> count_pieces(std::string_view te
     for (std::string_view piece : pretokenizer.split(chunk)) ++counts[std::string(piece)];
   };
   size_t start = 0;
-  while (start < text.size()) {
-    size_t next = std::string_view::npos, length = 0;
-    for (const auto& special : special_tokens) {
-      const size_t pos = special.empty() ? std::string_view::npos : text.find(special, start);
-      if (pos < next || (pos == next && pos != std::string_view::npos && special.size() > length)) {
-        next = pos, length = special.size();
-      }
-    }
-    if (next == std::string_view::npos) break;
-    count_chunk(text.substr(start, next - start));
-    start = next + length;
+  SpecialTokenFinder finder(text, special_tokens);
+  for (auto match = finder.next(0); match.pos != std::string_view::npos; match = finder.next(start)) {
+    count_chunk(text.substr(start, match.pos - start));
+    start = match.pos + match.length;
   }
   if (start < text.size()) count_chunk(text.substr(start));
   return counts;

@@ -15,8 +15,9 @@
 //
 // \p{L}, \p{N} and the lookahead (?!\S) are why std::regex and RE2 cannot run this: PCRE2 can, with
 // UTF + UCP, and its JIT makes it fast. One more detail for exactness: tiktoken's \s is Unicode's
-// White_Space property; PCRE2's \s is "Perl space", which lacks U+0085. Writing the class out as
-// [\t\n\x0B\f\r\x{85}\p{Z}] makes the two agree on every character.
+// White_Space property, while PCRE2 10.42's \s also matches U+180E (MONGOLIAN VOWEL SEPARATOR, a
+// space in old Unicode versions, no longer White_Space). Writing the class out as
+// [\t\n\x0B\f\r\x{85}\p{Z}], which is exactly White_Space, makes the two agree on every character.
 //
 // Bytes that are not valid UTF-8 match no alternative; split() returns each such run as a piece of
 // its own, so decode(encode(x)) == x holds for any byte string.
