@@ -11,8 +11,8 @@
 #include <llm/generate/generate.h>
 #include <llm/model/causal_lm.h>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include <chrono>
 #include <thread>
@@ -31,14 +31,21 @@ int main(int argc, char** argv) {
   CLI::App app{"Measure training and generation speed of the Llama-style model (lessons 03-05)."};
   std::string preset = "tiny";
   int64_t threads = 0, batch = 16, seq_len = 256, steps = 10, new_tokens = 256, prompt_len = 16;
-  app.add_option("--preset", preset, "model size: tiny, small or medium")->capture_default_str()
+  app.add_option("--preset", preset, "model size: tiny, small or medium")
+      ->capture_default_str()
       ->check(CLI::IsMember(llm::ModelConfig::preset_names()));
-  app.add_option("--threads", threads, "compute threads; 0 = every core")->capture_default_str()->check(CLI::NonNegativeNumber);
+  app.add_option("--threads", threads, "compute threads; 0 = every core")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--batch", batch, "training batch size B")->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--seq-len", seq_len, "training sequence length T")->capture_default_str()->check(CLI::PositiveNumber);
-  app.add_option("--steps", steps, "timed training steps (after 2 warm-up steps)")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--steps", steps, "timed training steps (after 2 warm-up steps)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   app.add_option("--new-tokens", new_tokens, "tokens to generate")->capture_default_str()->check(CLI::PositiveNumber);
-  app.add_option("--prompt-len", prompt_len, "prompt length for generation")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--prompt-len", prompt_len, "prompt length for generation")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   CLI11_PARSE(app, argc, argv);
 
   try {

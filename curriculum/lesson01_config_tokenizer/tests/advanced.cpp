@@ -56,8 +56,8 @@ TEST(ConfigErrorsTest, WrongTypesNameTheKeyTheTypeAndTheValue) {
                          {"train.learning_rate", "number", "'fast'"}));
   EXPECT_TRUE(ThrowsWith([] { llm::parse_run_config("model:\n  tie_word_embeddings: maybe\n"); },
                          {"model.tie_word_embeddings", "true or false"}));
-  EXPECT_TRUE(ThrowsWith([] { llm::parse_run_config("model:\n  hidden_size: [1, 2]\n"); },
-                         {"model.hidden_size", "a list"}));
+  EXPECT_TRUE(
+      ThrowsWith([] { llm::parse_run_config("model:\n  hidden_size: [1, 2]\n"); }, {"model.hidden_size", "a list"}));
 }
 
 TEST(ConfigErrorsTest, UnknownTrainKeyAndUnknownSectionAreSuggested) {
@@ -76,8 +76,9 @@ TEST(ConfigErrorsTest, SizesMustBePositiveAndHeadDimEven) {
   EXPECT_TRUE(ThrowsWith([] { llm::parse_run_config("model:\n  num_hidden_layers: 0\n"); },
                          {"num_hidden_layers", "positive", "0"}));
   EXPECT_TRUE(ThrowsWith([] { llm::parse_run_config("model:\n  vocab_size: -5\n"); }, {"vocab_size", "-5"}));
-  EXPECT_TRUE(ThrowsWith([] { llm::parse_run_config("model:\n  hidden_size: 24\n  num_attention_heads: 8\n  num_key_value_heads: 4\n"); },
-                         {"head_dim", "3", "even"}));
+  EXPECT_TRUE(ThrowsWith(
+      [] { llm::parse_run_config("model:\n  hidden_size: 24\n  num_attention_heads: 8\n  num_key_value_heads: 4\n"); },
+      {"head_dim", "3", "even"}));
   EXPECT_TRUE(ThrowsWith([] { llm::parse_run_config("model:\n  mlp_type: relu\n"); }, {"'relu'", "swiglu"}));
   EXPECT_TRUE(ThrowsWith([] { llm::parse_run_config("model:\n  dropout: 1.0\n"); }, {"dropout", "[0, 1)"}));
 }
@@ -86,7 +87,8 @@ TEST(ConfigErrorsTest, TrainSettingsAreValidated) {
   EXPECT_TRUE(ThrowsWith([] { llm::parse_run_config("train:\n  learning_rate: 1e-4\n  min_lr: 1e-3\n"); }, {"min_lr"}));
   EXPECT_TRUE(ThrowsWith([] { llm::parse_run_config("train:\n  max_steps: 10\n  warmup_steps: 20\n"); },
                          {"warmup_steps", "20", "max_steps = 10"}));
-  EXPECT_TRUE(ThrowsWith([] { llm::parse_run_config("train:\n  dtype: float16\n"); }, {"'float16'", "float32", "bfloat16"}));
+  EXPECT_TRUE(
+      ThrowsWith([] { llm::parse_run_config("train:\n  dtype: float16\n"); }, {"'float16'", "float32", "bfloat16"}));
   EXPECT_TRUE(ThrowsWith([] { llm::parse_run_config("train:\n  beta2: 1.0\n"); }, {"beta2", "[0, 1)"}));
   EXPECT_TRUE(ThrowsWith([] { llm::parse_run_config("train:\n  optimizer: sgd\n"); }, {"'sgd'", "adamw", "lion"}));
 }
@@ -114,7 +116,8 @@ TEST(ConfigErrorsTest, EveryRuleOfValidateNamesTheKeyAndTheValue) {
 }
 
 TEST(ConfigErrorsTest, UnknownPresetListsTheValidOnes) {
-  EXPECT_TRUE(ThrowsWith([] { llm::parse_run_config("model:\n  preset: huge\n"); }, {"'huge'", "tiny", "small", "medium"}));
+  EXPECT_TRUE(
+      ThrowsWith([] { llm::parse_run_config("model:\n  preset: huge\n"); }, {"'huge'", "tiny", "small", "medium"}));
 }
 
 TEST(ConfigErrorsTest, ErrorsFromAFileNameTheFile) {

@@ -156,8 +156,14 @@ TEST(Gpt2TokenizerTest, EncodesExactlyLikeGpt2) {
   EXPECT_EQ(tok.vocab_size(), 50257);
   // GPT-2's ids for this string, as npm's tiktoken and gpt-tokenizer both give them.
   const Ids expected = {15496, 995, 11, 6184, 120, 77, 26884, 66, 9101, 67, 2634, 12520, 248, 222};
-  EXPECT_EQ(tok.encode("Hello world, \xC3\xBCn\xC3\xAF" "c\xC3\xB6" "d\xC3\xA9 \xF0\x9F\x9A\x80"), expected);
-  EXPECT_EQ(tok.decode(expected), "Hello world, \xC3\xBCn\xC3\xAF" "c\xC3\xB6" "d\xC3\xA9 \xF0\x9F\x9A\x80");
+  EXPECT_EQ(tok.encode("Hello world, \xC3\xBCn\xC3\xAF"
+                       "c\xC3\xB6"
+                       "d\xC3\xA9 \xF0\x9F\x9A\x80"),
+            expected);
+  EXPECT_EQ(tok.decode(expected),
+            "Hello world, \xC3\xBCn\xC3\xAF"
+            "c\xC3\xB6"
+            "d\xC3\xA9 \xF0\x9F\x9A\x80");
 }
 
 }  // namespace

@@ -22,8 +22,8 @@ inline std::string Gpt2Dir() {
 inline ::testing::AssertionResult Gpt2FilesPresent() {
   for (const char* name : {"encoder.json", "vocab.bpe", "r50k_base.tiktoken"}) {
     if (!std::filesystem::exists(Gpt2Dir() + "/" + name)) {
-      return ::testing::AssertionFailure() << Gpt2Dir() << "/" << name
-                                           << " is missing: run scripts/setup.sh (it fetches GPT-2's files)";
+      return ::testing::AssertionFailure()
+             << Gpt2Dir() << "/" << name << " is missing: run scripts/setup.sh (it fetches GPT-2's files)";
     }
   }
   return ::testing::AssertionSuccess();

@@ -172,7 +172,7 @@ torch::Tensor ComplexRope(const torch::Tensor& x, int64_t offset, double theta) 
   const int64_t d = x.size(-1), t = x.size(-2);
   auto w = torch::pow(theta, -torch::arange(0, d, 2, torch::kFloat64) / static_cast<double>(d));
   auto angles = torch::outer(torch::arange(offset, offset + t, torch::kFloat64), w);  // (T, D/2)
-  auto rot = torch::polar(torch::ones_like(angles), angles);                         // (T, D/2) complex
+  auto rot = torch::polar(torch::ones_like(angles), angles);                          // (T, D/2) complex
   auto xc = torch::view_as_complex(x.to(torch::kFloat64).reshape({x.size(0), x.size(1), t, d / 2, 2}));
   return torch::view_as_real(xc * rot).flatten(-2);
 }
@@ -204,9 +204,7 @@ TEST_F(RopeAdvanced, AttentionScoresDependOnlyOnRelativePosition) {
   llm::RotaryEmbedding rope(D, 64);
   auto q = torch::randn({1, 1, 1, D});
   auto k = torch::randn({1, 1, 1, D});
-  auto score = [&](int64_t m, int64_t n) {
-    return (rope.apply(q, m) * rope.apply(k, n)).sum().item<double>();
-  };
+  auto score = [&](int64_t m, int64_t n) { return (rope.apply(q, m) * rope.apply(k, n)).sum().item<double>(); };
   // Query at m, key at n: only m - n matters.
   EXPECT_NEAR(score(5, 2), score(45, 42), 1e-4);
   EXPECT_NEAR(score(9, 9), score(0, 0), 1e-4);

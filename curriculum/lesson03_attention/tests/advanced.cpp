@@ -53,8 +53,8 @@ Naive NaiveAttention(const torch::Tensor& q, const torch::Tensor& k, const torch
     for (int64_t h = 0; h < q.size(1); ++h) {
       auto scores = torch::matmul(q[b][h].to(torch::kFloat64), k[b][h].to(torch::kFloat64).t()) * scale;
       if (mask.defined()) scores = scores.masked_fill(full_mask[b][h].logical_not(), -kInf);
-      auto w = torch::softmax(scores, -1);                               // (Tq, Tk)
-      outs.push_back(torch::matmul(w, v[b][h].to(torch::kFloat64)));     // (Tq, Dv)
+      auto w = torch::softmax(scores, -1);                            // (Tq, Tk)
+      outs.push_back(torch::matmul(w, v[b][h].to(torch::kFloat64)));  // (Tq, Dv)
       weights.push_back(w);
     }
   }
@@ -81,7 +81,7 @@ torch::Tensor NaiveModule(const torch::Tensor& x, const torch::Tensor& wq, const
     auto v = torch::matmul(xd, wv.narrow(0, j * d, d).t());  // (B, T, D)
     q = rope.apply(q.unsqueeze(1), offset).squeeze(1);
     k = rope.apply(k.unsqueeze(1), offset).squeeze(1);
-    auto scores = torch::matmul(q, k.transpose(1, 2)) / std::sqrt(static_cast<double>(d));  // (B, T, T)
+    auto scores = torch::matmul(q, k.transpose(1, 2)) / std::sqrt(static_cast<double>(d));    // (B, T, T)
     outs.push_back(torch::matmul(torch::softmax(scores.masked_fill(future, -kInf), -1), v));  // (B, T, D)
   }
   return torch::matmul(torch::cat(outs, -1), wo.t());  // (B, T, C)
@@ -153,7 +153,7 @@ TEST_F(ScaledDotProductAdvanced, AFullyMaskedQueryRowGetsZeroWeightsAndZeroOutpu
   auto k = torch::randn({1, H, 4, D});
   auto v = torch::randn({1, H, 4, D});
   auto mask = torch::tensor({{1, 1, 0, 0},  //
-                             {0, 0, 0, 0},   // query 1 may see nothing, e.g. a padded position
+                             {0, 0, 0, 0},  // query 1 may see nothing, e.g. a padded position
                              {0, 1, 1, 1}})
                   .to(torch::kBool);
   llm::AttentionOptions options;
@@ -281,7 +281,8 @@ TEST_F(ScaledDotProductAdvanced, Bf16ScoresAreComputedInFp32) {
   //   bf16 scores: softmax(0, 0, 2) = (0.106507, 0.106507, 0.786986)    <- what q.bf16 @ k.bf16 gives
   // Values (0, 1), (1, 1), (2, 1): out = (0.244728 + 2 * 0.665241, 1) = (1.575210, 1).
   auto q = torch::tensor({1.0f, 1.0f}).view({1, 1, 1, 2}).to(torch::kBFloat16);
-  auto k = torch::tensor({{150.0f, 150.0f}, {150.0f, 151.0f}, {150.0f, 152.0f}}).view({1, 1, 3, 2}).to(torch::kBFloat16);
+  auto k =
+      torch::tensor({{150.0f, 150.0f}, {150.0f, 151.0f}, {150.0f, 152.0f}}).view({1, 1, 3, 2}).to(torch::kBFloat16);
   auto v = torch::tensor({{0.0f, 1.0f}, {1.0f, 1.0f}, {2.0f, 1.0f}}).view({1, 1, 3, 2}).to(torch::kBFloat16);
   llm::AttentionOptions options;
   options.scale = 1.0;
@@ -298,14 +299,23 @@ TEST_F(ScaledDotProductAdvanced, Bf16ScoresAreComputedInFp32) {
 
 TEST_F(ScaledDotProductAdvanced, RejectsMismatchedShapesNamingThem) {
   auto q = torch::randn({2, 4, 5, 8});
-  EXPECT_TRUE(ThrowsWith([&] { llm::scaled_dot_product_attention(q, torch::randn({2, 4, 5, 6}), torch::randn({2, 4, 5, 6})); },
-                         {"[2, 4, 5, 8]", "[2, 4, 5, 6]"}))
+  EXPECT_TRUE(ThrowsWith(
+      [&] {
+        llm::scaled_dot_product_attention(q, torch::randn({2, 4, 5, 6}), torch::randn({2, 4, 5, 6}));
+      },
+      {"[2, 4, 5, 8]", "[2, 4, 5, 6]"}))
       << "q and k must have the same head dim D";
-  EXPECT_TRUE(ThrowsWith([&] { llm::scaled_dot_product_attention(q, torch::randn({2, 4, 7, 8}), torch::randn({2, 4, 6, 8})); },
-                         {"[2, 4, 7, 8]", "[2, 4, 6, 8]"}))
+  EXPECT_TRUE(ThrowsWith(
+      [&] {
+        llm::scaled_dot_product_attention(q, torch::randn({2, 4, 7, 8}), torch::randn({2, 4, 6, 8}));
+      },
+      {"[2, 4, 7, 8]", "[2, 4, 6, 8]"}))
       << "k and v must have the same number of positions";
-  EXPECT_TRUE(ThrowsWith([&] { llm::scaled_dot_product_attention(q, torch::randn({2, 3, 7, 8}), torch::randn({2, 3, 7, 8})); },
-                         {"[2, 4, 5, 8]", "[2, 3, 7, 8]"}))
+  EXPECT_TRUE(ThrowsWith(
+      [&] {
+        llm::scaled_dot_product_attention(q, torch::randn({2, 3, 7, 8}), torch::randn({2, 3, 7, 8}));
+      },
+      {"[2, 4, 5, 8]", "[2, 3, 7, 8]"}))
       << "q, k and v must have the same number of heads (repeat the kv heads first)";
 }
 
@@ -475,7 +485,11 @@ TEST_F(AttentionAdvanced, StoredWeightsAreCausalAndEveryRowSumsToOne) {
 TEST_F(AttentionAdvanced, RejectsAPaddingMaskOfTheWrongShapeNamingBoth) {
   llm::Attention attn(TinyConfig());
   auto x = torch::randn({2, 6, C});
-  EXPECT_TRUE(ThrowsWith([&] { attn(x, 0, torch::ones({2, 5}, torch::kBool)); }, {"key_padding_mask", "(2, 6)", "[2, 5]"}))
+  EXPECT_TRUE(ThrowsWith(
+      [&] {
+        attn(x, 0, torch::ones({2, 5}, torch::kBool));
+      },
+      {"key_padding_mask", "(2, 6)", "[2, 5]"}))
       << "the padding mask is (B, Tk)";
   EXPECT_TRUE(ThrowsWith([&] { attn(x, 0, torch::ones({2, 1, 6}, torch::kBool)); }, {"(2, 6)", "[2, 1, 6]"}));
 }
@@ -492,7 +506,11 @@ TEST_F(AttentionAdvanced, RejectsWidthsThatDoNotSplitIntoHeads) {
   auto bad_groups = TinyConfig(/*kv_heads=*/3);  // 4 query heads cannot share 3 kv heads evenly
   EXPECT_TRUE(ThrowsWith([&] { llm::Attention attn(bad_groups); }, {"num_key_value_heads 3", "4"}));
   llm::Attention attn(TinyConfig());
-  EXPECT_TRUE(ThrowsWith([&] { attn(torch::randn({2, 6, C + 1})); }, {"32", "[2, 6, 33]"}))
+  EXPECT_TRUE(ThrowsWith(
+      [&] {
+        attn(torch::randn({2, 6, C + 1}));
+      },
+      {"32", "[2, 6, 33]"}))
       << "x must be (B, T, H * D)";
 }
 

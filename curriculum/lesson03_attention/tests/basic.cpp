@@ -63,10 +63,10 @@ torch::Tensor NaiveModule(llm::Attention& attn, const torch::Tensor& x, int64_t 
   const int64_t t = x.size(1);
   llm::RotaryEmbedding rope(d, kMaxPositions);
   auto x64 = x.to(torch::kFloat64);
-  auto wq = attn->q_proj->weight.detach().to(torch::kFloat64);  // (H D, C)
-  auto wk = attn->k_proj->weight.detach().to(torch::kFloat64);  // (Hkv D, C)
-  auto wv = attn->v_proj->weight.detach().to(torch::kFloat64);  // (Hkv D, C)
-  auto wo = attn->o_proj->weight.detach().to(torch::kFloat64);  // (C, H D)
+  auto wq = attn->q_proj->weight.detach().to(torch::kFloat64);           // (H D, C)
+  auto wk = attn->k_proj->weight.detach().to(torch::kFloat64);           // (Hkv D, C)
+  auto wv = attn->v_proj->weight.detach().to(torch::kFloat64);           // (Hkv D, C)
+  auto wo = attn->o_proj->weight.detach().to(torch::kFloat64);           // (C, H D)
   auto future = torch::ones({t, t}, torch::kBool).tril().logical_not();  // key j > query i
   std::vector<torch::Tensor> outs;
   for (int64_t h = 0; h < heads; ++h) {
@@ -129,8 +129,8 @@ TEST_F(ScaledDotProductTest, ScalesScoresByOneOverSqrtD) {
   options.return_weights = true;
   auto result = llm::scaled_dot_product_attention(q, k, v, options);
   auto expected_weights = torch::tensor({{0.880797f, 0.119203f}, {0.731059f, 0.268941f}}).view({1, 1, 2, 2});
-  auto expected_out = torch::tensor({{0.880797f, 0.119203f, 0.0f, 0.0f}, {0.731059f, 0.268941f, 0.0f, 0.0f}})
-                          .view({1, 1, 2, 4});
+  auto expected_out =
+      torch::tensor({{0.880797f, 0.119203f, 0.0f, 0.0f}, {0.731059f, 0.268941f, 0.0f, 0.0f}}).view({1, 1, 2, 4});
   ASSERT_EQ(result.out.sizes(), expected_out.sizes());
   ASSERT_TRUE(result.weights.defined()) << "return_weights = true must return the weights";
   ASSERT_EQ(result.weights.sizes(), expected_weights.sizes());
@@ -203,7 +203,7 @@ TEST_F(ScaledDotProductTest, BooleanAndAdditiveMasksGiveTheSameResult) {
   auto k = torch::randn({B, H, Tk, D});
   auto v = torch::randn({B, H, Tk, D});
   auto keep = torch::rand({Tq, Tk}).gt(0.5);  // (Tq, Tk), true = attend
-  keep.select(1, 3).fill_(true);  // every query sees key 3
+  keep.select(1, 3).fill_(true);              // every query sees key 3
   // The additive form of the same mask: 0 where a key is visible, -inf where it is not.
   auto additive = torch::zeros({Tq, Tk}).masked_fill(keep.logical_not(), -std::numeric_limits<float>::infinity());
   llm::AttentionOptions as_bool, as_float;

@@ -100,8 +100,11 @@ TEST_F(CausalLMAdvanced, SequencesLongerThanTheModelAreRejected) {
   const auto config = TinyConfig();  // max_position_embeddings 64
   llm::CausalLM model(config);
   EXPECT_TRUE(ThrowsWith([&] { model(torch::zeros({1, 65}, torch::kLong)); }, {"64", "max_position_embeddings"}));
-  EXPECT_TRUE(ThrowsWith([&] { model(torch::zeros({1, 5}, torch::kLong), /*offset=*/60); },
-                         {"64", "max_position_embeddings"}));
+  EXPECT_TRUE(ThrowsWith(
+      [&] {
+        model(torch::zeros({1, 5}, torch::kLong), /*offset=*/60);
+      },
+      {"64", "max_position_embeddings"}));
 }
 
 // -------------------------------------------------------------------------------------- KV cache
@@ -132,8 +135,11 @@ TEST_F(KVCacheAdvanced, AnOffsetThatDoesNotContinueTheCacheIsAClearError) {
   llm::KVCache cache(config, 1, 16);
   model(torch::zeros({1, 5}, torch::kLong), 0, torch::Tensor(), &cache);
   // The next token sits at position 5; offset 3 would silently rotate it as if it were at 3.
-  EXPECT_TRUE(ThrowsWith([&] { model(torch::zeros({1, 1}, torch::kLong), 3, torch::Tensor(), &cache); },
-                         {"offset 3", "5 positions"}));
+  EXPECT_TRUE(ThrowsWith(
+      [&] {
+        model(torch::zeros({1, 1}, torch::kLong), 3, torch::Tensor(), &cache);
+      },
+      {"offset 3", "5 positions"}));
 }
 
 TEST_F(KVCacheAdvanced, AppendsInPlaceIntoPreallocatedBuffers) {
@@ -153,9 +159,16 @@ TEST_F(KVCacheAdvanced, AppendsInPlaceIntoPreallocatedBuffers) {
 TEST_F(KVCacheAdvanced, OverflowIsAClearError) {
   llm::KVCacheLayer layer(1, 2, /*max_len=*/12, 4, torch::dtype(torch::kFloat32));
   layer.append(torch::randn({1, 2, 10, 4}), torch::randn({1, 2, 10, 4}));
-  EXPECT_TRUE(ThrowsWith([&] { layer.append(torch::randn({1, 2, 4, 4}), torch::randn({1, 2, 4, 4})); },
-                         {"10 positions cached", "4 new", "max_len 12"}));
-  EXPECT_TRUE(ThrowsWith([&] { layer.append(torch::randn({1, 3, 1, 4}), torch::randn({1, 3, 1, 4})); }, {"[1, 3, 1, 4]"}));
+  EXPECT_TRUE(ThrowsWith(
+      [&] {
+        layer.append(torch::randn({1, 2, 4, 4}), torch::randn({1, 2, 4, 4}));
+      },
+      {"10 positions cached", "4 new", "max_len 12"}));
+  EXPECT_TRUE(ThrowsWith(
+      [&] {
+        layer.append(torch::randn({1, 3, 1, 4}), torch::randn({1, 3, 1, 4}));
+      },
+      {"[1, 3, 1, 4]"}));
 }
 
 // ------------------------------------------------------------------------------------- sampling
@@ -277,7 +290,8 @@ TEST_F(GenerateAdvanced, SamplingWithAGivenSeedIsReproducible) {
   gen.sampling.top_k = 20;
   gen.sampling.repetition_penalty = 1.3;
   const Tokens prompts = {{1, 2, 3}, {4}};
-  EXPECT_EQ(llm::generate(model, prompts, gen, SeededGenerator(9)), llm::generate(model, prompts, gen, SeededGenerator(9)));
+  EXPECT_EQ(llm::generate(model, prompts, gen, SeededGenerator(9)),
+            llm::generate(model, prompts, gen, SeededGenerator(9)));
 }
 
 TEST_F(GenerateAdvanced, RestoresTrainingModeAndRejectsInvalidRequests) {

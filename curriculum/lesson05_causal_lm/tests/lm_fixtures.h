@@ -23,7 +23,9 @@ inline llm::ModelConfig TinyConfig() {
 }
 
 // A CPU generator with a fixed seed: sampling tests are reproducible, never flaky.
-inline at::Generator SeededGenerator(uint64_t seed) { return at::make_generator<at::CPUGeneratorImpl>(seed); }
+inline at::Generator SeededGenerator(uint64_t seed) {
+  return at::make_generator<at::CPUGeneratorImpl>(seed);
+}
 
 class LmTest : public llm::testing::SeededTest {};
 

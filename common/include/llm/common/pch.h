@@ -2,12 +2,12 @@
 // headers belong here: changing this file rebuilds everything.
 #pragma once
 
-#include <torch/torch.h>
-#include <gtest/gtest.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
-#include <nlohmann/json.hpp>
+#include <gtest/gtest.h>
+#include <torch/torch.h>
 #include <yaml-cpp/yaml.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cmath>

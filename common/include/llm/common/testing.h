@@ -35,8 +35,7 @@ inline ::testing::AssertionResult AllClose(const torch::Tensor& actual, const to
     return ::testing::AssertionFailure() << "an undefined tensor was compared";
   }
   if (actual.sizes() != expected.sizes()) {
-    return ::testing::AssertionFailure()
-           << "shape " << actual.sizes() << " != expected shape " << expected.sizes();
+    return ::testing::AssertionFailure() << "shape " << actual.sizes() << " != expected shape " << expected.sizes();
   }
   if (actual.numel() == 0) return ::testing::AssertionSuccess();
   // Compare in float64 on the CPU so the check itself adds no rounding.
@@ -45,20 +44,19 @@ inline ::testing::AssertionResult AllClose(const torch::Tensor& actual, const to
   auto nan_mismatch = a.isnan().ne(b.isnan());
   if (nan_mismatch.any().item<bool>()) {
     auto idx = nan_mismatch.flatten().nonzero()[0].item<int64_t>();
-    return ::testing::AssertionFailure() << "NaN where the other tensor has none, at "
-                                         << FormatIndex(idx, a.sizes());
+    return ::testing::AssertionFailure() << "NaN where the other tensor has none, at " << FormatIndex(idx, a.sizes());
   }
   auto diff = (a - b).abs().nan_to_num(0.0);
   auto allowed = atol + rtol * b.abs().nan_to_num(0.0);
   auto bad = diff.gt(allowed);
   if (!bad.any().item<bool>()) return ::testing::AssertionSuccess();
   auto flat_max = diff.flatten().argmax().item<int64_t>();
-  return ::testing::AssertionFailure()
-         << fmt::format("max abs diff {:.3g} at {} (actual {:.7g}, expected {:.7g}); {} of {} elements "
-                        "outside atol={:g} + rtol={:g}*|expected|",
-                        diff.flatten()[flat_max].item<double>(), FormatIndex(flat_max, a.sizes()),
-                        a.flatten()[flat_max].item<double>(), b.flatten()[flat_max].item<double>(),
-                        bad.sum().item<int64_t>(), a.numel(), atol, rtol);
+  return ::testing::AssertionFailure() << fmt::format(
+             "max abs diff {:.3g} at {} (actual {:.7g}, expected {:.7g}); {} of {} elements "
+             "outside atol={:g} + rtol={:g}*|expected|",
+             diff.flatten()[flat_max].item<double>(), FormatIndex(flat_max, a.sizes()),
+             a.flatten()[flat_max].item<double>(), b.flatten()[flat_max].item<double>(), bad.sum().item<int64_t>(),
+             a.numel(), atol, rtol);
 }
 
 // Passes when `fn` throws an exception whose message contains every one of `needles` (the bad value,
@@ -73,8 +71,8 @@ template <typename Fn>
     const std::string message = e.what();
     for (const auto& needle : needles) {
       if (message.find(needle) == std::string::npos) {
-        return ::testing::AssertionFailure() << "the error message does not mention '" << needle
-                                             << "'; it was: " << message;
+        return ::testing::AssertionFailure()
+               << "the error message does not mention '" << needle << "'; it was: " << message;
       }
     }
     return ::testing::AssertionSuccess();

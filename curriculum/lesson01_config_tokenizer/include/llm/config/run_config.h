@@ -56,7 +56,8 @@ inline RunConfig parse_run_config(const std::string& yaml_text, const std::strin
   try {
     YAML::Node model = root["model"];
     if (model && model.IsMap() && model["preset"]) {
-      config.model = ModelConfig::preset(detail::parse_scalar<std::string>(model["preset"], "model.preset", "a string"));
+      config.model =
+          ModelConfig::preset(detail::parse_scalar<std::string>(model["preset"], "model.preset", "a string"));
       model.remove("preset");
     }
     apply_yaml(config.model, model, "model");

@@ -14,23 +14,23 @@
 namespace llm {
 
 struct TrainConfig {
-  int64_t batch_size = 16;              // B sequences per micro-batch
-  int64_t seq_len = 256;                // T tokens per sequence
-  int64_t grad_accum_steps = 1;         // micro-batches per optimizer step
-  int64_t max_steps = 2000;             // optimizer steps
-  double learning_rate = 1e-3;          // peak, reached after warmup
-  double min_lr = 1e-4;                 // the cosine schedule ends here
+  int64_t batch_size = 16;       // B sequences per micro-batch
+  int64_t seq_len = 256;         // T tokens per sequence
+  int64_t grad_accum_steps = 1;  // micro-batches per optimizer step
+  int64_t max_steps = 2000;      // optimizer steps
+  double learning_rate = 1e-3;   // peak, reached after warmup
+  double min_lr = 1e-4;          // the cosine schedule ends here
   int64_t warmup_steps = 100;
   double weight_decay = 0.1;
   double beta1 = 0.9;
   double beta2 = 0.95;
-  double grad_clip = 1.0;               // max global gradient norm; 0 = no clipping
-  std::string optimizer = "adamw";      // adamw | lion
-  std::string dtype = "float32";        // float32 | bfloat16 (autocast-style mixed precision)
-  int64_t threads = 0;                  // 0 = every core
+  double grad_clip = 1.0;           // max global gradient norm; 0 = no clipping
+  std::string optimizer = "adamw";  // adamw | lion
+  std::string dtype = "float32";    // float32 | bfloat16 (autocast-style mixed precision)
+  int64_t threads = 0;              // 0 = every core
   int64_t seed = 1337;
-  int64_t eval_interval = 200;          // steps between validation passes
-  int64_t eval_batches = 20;            // micro-batches per validation pass
+  int64_t eval_interval = 200;  // steps between validation passes
+  int64_t eval_batches = 20;    // micro-batches per validation pass
   int64_t log_interval = 10;
   int64_t checkpoint_interval = 500;
   std::string train_data = "data/austen/train.txt";

@@ -124,7 +124,8 @@ inline BpeTokenizer load_tiktoken_file(const std::string& path, const std::map<s
   for (int64_t number = 1; std::getline(lines, line); ++number) {
     if (line.empty()) continue;
     const size_t space = line.find(' ');
-    if (space == std::string::npos) throw std::runtime_error(path + ":" + std::to_string(number) + ": expected '<base64> <rank>'");
+    if (space == std::string::npos)
+      throw std::runtime_error(path + ":" + std::to_string(number) + ": expected '<base64> <rank>'");
     const int64_t rank = std::stoll(line.substr(space + 1));
     if (rank != static_cast<int64_t>(vocab.size())) {
       throw std::runtime_error(path + ":" + std::to_string(number) + ": rank " + std::to_string(rank) +

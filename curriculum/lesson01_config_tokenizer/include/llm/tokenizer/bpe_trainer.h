@@ -39,8 +39,8 @@
 namespace llm {
 
 struct BpeTrainingOptions {
-  int64_t vocab_size = 4096;                 // bytes + merges + special tokens
-  std::vector<std::string> special_tokens;   // e.g. {"<|endoftext|>"}
+  int64_t vocab_size = 4096;                // bytes + merges + special tokens
+  std::vector<std::string> special_tokens;  // e.g. {"<|endoftext|>"}
   int64_t min_pair_count = 2;
 };
 

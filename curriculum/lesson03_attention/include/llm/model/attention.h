@@ -45,7 +45,9 @@ struct AttentionImpl : torch::nn::Module {
         dropout(config.dropout),
         rope(config.head_dim(), config.max_position_embeddings, config.rope_theta) {
     const int64_t C = config.hidden_size;
-    auto linear = [](int64_t in, int64_t out) { return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false)); };
+    auto linear = [](int64_t in, int64_t out) {
+      return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false));
+    };
     q_proj = register_module("q_proj", linear(C, num_heads * head_dim));
     k_proj = register_module("k_proj", linear(C, num_kv_heads * head_dim));
     v_proj = register_module("v_proj", linear(C, num_kv_heads * head_dim));

@@ -43,11 +43,11 @@ struct AttentionOutput {
 };
 
 struct AttentionOptions {
-  torch::Tensor mask;            // broadcastable to (B, H, Tq, Tk): bool (true = attend) or additive float
-  double dropout = 0.0;          // on the weights, only while training
+  torch::Tensor mask;    // broadcastable to (B, H, Tq, Tk): bool (true = attend) or additive float
+  double dropout = 0.0;  // on the weights, only while training
   bool training = false;
-  bool return_weights = false;   // keep the softmax weights (for teaching and plots)
-  std::optional<double> scale;   // default 1/sqrt(D)
+  bool return_weights = false;  // keep the softmax weights (for teaching and plots)
+  std::optional<double> scale;  // default 1/sqrt(D)
 };
 
 // q: (B, H, Tq, D), k: (B, H, Tk, D), v: (B, H, Tk, Dv) -> out (B, H, Tq, Dv).

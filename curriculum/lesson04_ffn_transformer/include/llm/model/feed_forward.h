@@ -32,7 +32,9 @@ struct FeedForwardImpl : torch::nn::Module {
   explicit FeedForwardImpl(const ModelConfig& config)
       : mlp_type(validated(config).mlp_type), hidden(config.ffn_hidden_size()), dropout(config.dropout) {
     const int64_t C = config.hidden_size;
-    auto linear = [](int64_t in, int64_t out) { return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false)); };
+    auto linear = [](int64_t in, int64_t out) {
+      return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false));
+    };
     if (mlp_type != "gelu") gate_proj = register_module("gate_proj", linear(C, hidden));
     up_proj = register_module("up_proj", linear(C, hidden));
     down_proj = register_module("down_proj", linear(hidden, C));

@@ -38,7 +38,8 @@ struct TransformerBlockImpl : torch::nn::Module {
     config.validate();  // the config's own errors before a submodule reports a symptom of them
     input_layernorm = register_module("input_layernorm", RMSNorm(config.hidden_size, config.rms_norm_eps));
     self_attn = register_module("self_attn", Attention(config));
-    post_attention_layernorm = register_module("post_attention_layernorm", RMSNorm(config.hidden_size, config.rms_norm_eps));
+    post_attention_layernorm =
+        register_module("post_attention_layernorm", RMSNorm(config.hidden_size, config.rms_norm_eps));
     mlp = register_module("mlp", FeedForward(config));
   }
 

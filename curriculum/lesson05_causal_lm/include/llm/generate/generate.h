@@ -29,11 +29,11 @@ namespace llm {
 
 struct GenerationConfig {
   int64_t max_new_tokens = 64;
-  int64_t min_new_tokens = 0;      // stop tokens are suppressed until this many are generated
-  SamplingOptions sampling;        // temperature 0 = greedy
+  int64_t min_new_tokens = 0;  // stop tokens are suppressed until this many are generated
+  SamplingOptions sampling;    // temperature 0 = greedy
   std::vector<int64_t> stop_tokens;
   bool use_cache = true;
-  int64_t pad_id = 0;              // fills the left of shorter prompts; never attended to
+  int64_t pad_id = 0;  // fills the left of shorter prompts; never attended to
 };
 
 // Returns, for every prompt, the generated tokens (without the prompt).

@@ -83,8 +83,8 @@ struct CausalLMImpl : torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& ids, int64_t offset = 0, const torch::Tensor& key_padding_mask = {},
                         KVCache* cache = nullptr) {
     // 1. Check ids is (B, T) and offset + T <= max_position_embeddings (name both). With a cache, the
-  //    offset must equal cache->length(): the new tokens continue exactly where the cache ends
-  //    ("offset 3 but the KV cache holds 5 positions").
+    //    offset must equal cache->length(): the new tokens continue exactly where the cache ends
+    //    ("offset 3 but the KV cache holds 5 positions").
     // 2. h = model(ids, offset, key_padding_mask, cache)                          (B, T, C)
     // 3. logits = lm_head(h), or h @ embed_tokens.weight^T when tied               (B, T, V)
     // 4. Return the logits in float32 (the softmax that follows wants the precision).

@@ -131,7 +131,8 @@ void apply_yaml(Config& config, const YAML::Node& node, const std::string& secti
   //    with the type names "an integer", "a number", "true or false", "a string".
   // BEGIN SOLUTION: apply_yaml(): look every key up in Config::fields(), suggest the nearest on a typo, parse by type
   if (!node || node.IsNull()) return;
-  if (!node.IsMap()) throw ConfigError(section + ": expected a mapping of key: value, got " + detail::scalar_text(node));
+  if (!node.IsMap())
+    throw ConfigError(section + ": expected a mapping of key: value, got " + detail::scalar_text(node));
   const auto& fields = Config::fields();
   for (const auto& entry : node) {
     const std::string key = entry.first.as<std::string>();

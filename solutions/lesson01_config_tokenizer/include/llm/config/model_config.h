@@ -98,8 +98,8 @@ struct ModelConfig {
   int64_t num_parameters() const {
     // BEGIN SOLUTION: ModelConfig::num_parameters(): sum the table above
     const int64_t C = hidden_size, V = vocab_size, D = head_dim(), F = ffn_hidden_size();
-    const int64_t attention = C * (num_attention_heads * D) + 2 * C * (num_key_value_heads * D) +
-                              (num_attention_heads * D) * C;
+    const int64_t attention =
+        C * (num_attention_heads * D) + 2 * C * (num_key_value_heads * D) + (num_attention_heads * D) * C;
     const int64_t mlp = (mlp_type == "gelu" ? 2 : 3) * C * F;
     const int64_t per_layer = attention + mlp + 2 * C;
     return V * C + num_hidden_layers * per_layer + C + (tie_word_embeddings ? 0 : V * C);
@@ -116,7 +116,8 @@ struct ModelConfig {
   void validate() const {
     // BEGIN SOLUTION: ModelConfig::validate(): positive sizes, H | C, Hkv | H, even head_dim, known mlp_type
     auto positive = [](const char* name, int64_t value) {
-      if (value <= 0) throw ConfigError(std::string("model.") + name + " must be positive, got " + std::to_string(value));
+      if (value <= 0)
+        throw ConfigError(std::string("model.") + name + " must be positive, got " + std::to_string(value));
     };
     positive("vocab_size", vocab_size);
     positive("hidden_size", hidden_size);
@@ -131,9 +132,10 @@ struct ModelConfig {
     }
     if (hidden_size % num_attention_heads != 0) {
       const int64_t below = hidden_size / num_attention_heads * num_attention_heads;
-      throw ConfigError("model.hidden_size " + std::to_string(hidden_size) + " is not divisible by num_attention_heads " +
-                        std::to_string(num_attention_heads) + "; valid nearby widths: " +
-                        (below > 0 ? std::to_string(below) + " or " : "") + std::to_string(below + num_attention_heads));
+      throw ConfigError("model.hidden_size " + std::to_string(hidden_size) +
+                        " is not divisible by num_attention_heads " + std::to_string(num_attention_heads) +
+                        "; valid nearby widths: " + (below > 0 ? std::to_string(below) + " or " : "") +
+                        std::to_string(below + num_attention_heads));
     }
     if (num_attention_heads % num_key_value_heads != 0) {
       throw ConfigError("model.num_key_value_heads " + std::to_string(num_key_value_heads) +
@@ -145,8 +147,10 @@ struct ModelConfig {
                         " must be even: RoPE rotates pairs of channels");
     }
     if (!(rope_theta > 0)) throw ConfigError("model.rope_theta must be positive, got " + std::to_string(rope_theta));
-    if (!(rms_norm_eps > 0)) throw ConfigError("model.rms_norm_eps must be positive, got " + std::to_string(rms_norm_eps));
-    if (!(dropout >= 0 && dropout < 1)) throw ConfigError("model.dropout must be in [0, 1), got " + std::to_string(dropout));
+    if (!(rms_norm_eps > 0))
+      throw ConfigError("model.rms_norm_eps must be positive, got " + std::to_string(rms_norm_eps));
+    if (!(dropout >= 0 && dropout < 1))
+      throw ConfigError("model.dropout must be in [0, 1), got " + std::to_string(dropout));
     if (std::find(kMlpTypes.begin(), kMlpTypes.end(), mlp_type) == kMlpTypes.end()) {
       throw ConfigError("model.mlp_type '" + mlp_type + "' is not one of: " + join_names(kMlpTypes));
     }

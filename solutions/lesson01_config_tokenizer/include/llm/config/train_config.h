@@ -14,23 +14,23 @@
 namespace llm {
 
 struct TrainConfig {
-  int64_t batch_size = 16;              // B sequences per micro-batch
-  int64_t seq_len = 256;                // T tokens per sequence
-  int64_t grad_accum_steps = 1;         // micro-batches per optimizer step
-  int64_t max_steps = 2000;             // optimizer steps
-  double learning_rate = 1e-3;          // peak, reached after warmup
-  double min_lr = 1e-4;                 // the cosine schedule ends here
+  int64_t batch_size = 16;       // B sequences per micro-batch
+  int64_t seq_len = 256;         // T tokens per sequence
+  int64_t grad_accum_steps = 1;  // micro-batches per optimizer step
+  int64_t max_steps = 2000;      // optimizer steps
+  double learning_rate = 1e-3;   // peak, reached after warmup
+  double min_lr = 1e-4;          // the cosine schedule ends here
   int64_t warmup_steps = 100;
   double weight_decay = 0.1;
   double beta1 = 0.9;
   double beta2 = 0.95;
-  double grad_clip = 1.0;               // max global gradient norm; 0 = no clipping
-  std::string optimizer = "adamw";      // adamw | lion
-  std::string dtype = "float32";        // float32 | bfloat16 (autocast-style mixed precision)
-  int64_t threads = 0;                  // 0 = every core
+  double grad_clip = 1.0;           // max global gradient norm; 0 = no clipping
+  std::string optimizer = "adamw";  // adamw | lion
+  std::string dtype = "float32";    // float32 | bfloat16 (autocast-style mixed precision)
+  int64_t threads = 0;              // 0 = every core
   int64_t seed = 1337;
-  int64_t eval_interval = 200;          // steps between validation passes
-  int64_t eval_batches = 20;            // micro-batches per validation pass
+  int64_t eval_interval = 200;  // steps between validation passes
+  int64_t eval_batches = 20;    // micro-batches per validation pass
   int64_t log_interval = 10;
   int64_t checkpoint_interval = 500;
   std::string train_data = "data/austen/train.txt";
@@ -77,7 +77,8 @@ struct TrainConfig {
   void validate() const {
     // BEGIN SOLUTION: TrainConfig::validate(): positive counts, 0 <= min_lr <= lr, betas in [0, 1), known names
     auto positive = [](const char* name, int64_t value) {
-      if (value <= 0) throw ConfigError(std::string("train.") + name + " must be positive, got " + std::to_string(value));
+      if (value <= 0)
+        throw ConfigError(std::string("train.") + name + " must be positive, got " + std::to_string(value));
     };
     positive("batch_size", batch_size);
     positive("seq_len", seq_len);
@@ -92,13 +93,15 @@ struct TrainConfig {
       throw ConfigError("train.warmup_steps must be in [0, max_steps = " + std::to_string(max_steps) + "], got " +
                         std::to_string(warmup_steps));
     }
-    if (!(learning_rate > 0)) throw ConfigError("train.learning_rate must be positive, got " + std::to_string(learning_rate));
+    if (!(learning_rate > 0))
+      throw ConfigError("train.learning_rate must be positive, got " + std::to_string(learning_rate));
     if (!(min_lr >= 0 && min_lr <= learning_rate)) {
       throw ConfigError("train.min_lr must be in [0, learning_rate = " + std::to_string(learning_rate) + "], got " +
                         std::to_string(min_lr));
     }
     if (!(weight_decay >= 0)) throw ConfigError("train.weight_decay must be >= 0, got " + std::to_string(weight_decay));
-    if (!(grad_clip >= 0)) throw ConfigError("train.grad_clip must be >= 0 (0 = off), got " + std::to_string(grad_clip));
+    if (!(grad_clip >= 0))
+      throw ConfigError("train.grad_clip must be >= 0 (0 = off), got " + std::to_string(grad_clip));
     if (!(beta1 >= 0 && beta1 < 1)) throw ConfigError("train.beta1 must be in [0, 1), got " + std::to_string(beta1));
     if (!(beta2 >= 0 && beta2 < 1)) throw ConfigError("train.beta2 must be in [0, 1), got " + std::to_string(beta2));
     if (std::find(kOptimizers.begin(), kOptimizers.end(), optimizer) == kOptimizers.end()) {

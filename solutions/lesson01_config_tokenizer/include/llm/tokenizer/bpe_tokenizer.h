@@ -52,7 +52,8 @@ class BpeTokenizer {
 
   // vocab[id] = the bytes of token id (ids 0..V-1, no gaps); `merges` in rank order, every merged
   // token present in vocab; `special_ids`: the ids whose text is matched whole by encode().
-  BpeTokenizer(std::vector<std::string> vocab, const std::vector<Merge>& merges, const std::vector<TokenId>& special_ids)
+  BpeTokenizer(std::vector<std::string> vocab, const std::vector<Merge>& merges,
+               const std::vector<TokenId>& special_ids)
       : vocab_(std::move(vocab)) {
     index_vocab(special_ids);
     merge_list_ = merges;
@@ -77,7 +78,8 @@ class BpeTokenizer {
     std::vector<std::pair<int32_t, uint64_t>> ordered;
     for (const auto& [k, result] : merges_) ordered.emplace_back(result.rank, k);
     std::sort(ordered.begin(), ordered.end());
-    for (const auto& [rank, k] : ordered) merge_list_.push_back({static_cast<TokenId>(k >> 32), static_cast<TokenId>(k)});
+    for (const auto& [rank, k] : ordered)
+      merge_list_.push_back({static_cast<TokenId>(k >> 32), static_cast<TokenId>(k)});
   }
 
   static uint64_t key(TokenId a, TokenId b) { return (static_cast<uint64_t>(a) << 32) | static_cast<uint32_t>(b); }
@@ -117,7 +119,8 @@ class BpeTokenizer {
       TokenId best_a = 0, best_b = 0;
       for (size_t i = 0; i + 1 < symbols.size(); ++i) {
         const MergeResult* m = find_merge(symbols[i], symbols[i + 1]);
-        if (m != nullptr && (best == nullptr || m->rank < best->rank)) best = m, best_a = symbols[i], best_b = symbols[i + 1];
+        if (m != nullptr && (best == nullptr || m->rank < best->rank))
+          best = m, best_a = symbols[i], best_b = symbols[i + 1];
       }
       if (best == nullptr) break;
       next.clear();
@@ -215,13 +218,13 @@ class BpeTokenizer {
   }
 
   std::vector<std::string> vocab_;                    // id -> bytes
-  std::unordered_map<std::string, TokenId> ids_;     // bytes -> id
+  std::unordered_map<std::string, TokenId> ids_;      // bytes -> id
   std::unordered_map<uint64_t, MergeResult> merges_;  // key(a, b) -> rank and merged id
   std::vector<Merge> merge_list_;                     // rank order
   std::map<std::string, TokenId> specials_;           // text -> id
   std::vector<std::string> special_names_;            // the same, as two parallel lists
   std::vector<TokenId> special_ids_;
-  TokenId byte_ids_[256] = {};                        // byte -> its single-byte token
+  TokenId byte_ids_[256] = {};  // byte -> its single-byte token
   Gpt2PreTokenizer pretokenizer_;
   mutable std::unordered_map<std::string, std::vector<TokenId>> cache_;
 };

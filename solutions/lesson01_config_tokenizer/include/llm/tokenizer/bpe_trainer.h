@@ -39,8 +39,8 @@
 namespace llm {
 
 struct BpeTrainingOptions {
-  int64_t vocab_size = 4096;                 // bytes + merges + special tokens
-  std::vector<std::string> special_tokens;   // e.g. {"<|endoftext|>"}
+  int64_t vocab_size = 4096;                // bytes + merges + special tokens
+  std::vector<std::string> special_tokens;  // e.g. {"<|endoftext|>"}
   int64_t min_pair_count = 2;
 };
 
@@ -85,8 +85,10 @@ inline BpeTokenizer train_bpe(std::string_view text, const BpeTrainingOptions& o
   // BEGIN SOLUTION: train_bpe(): count pairs, merge the most frequent, update only the words that contain it
   const int64_t num_special = static_cast<int64_t>(options.special_tokens.size());
   if (options.vocab_size < 256 + num_special) {
-    throw std::invalid_argument("vocab_size " + std::to_string(options.vocab_size) + " is too small: it needs 256 byte "
-                                "tokens + " + std::to_string(num_special) + " special tokens, so at least " +
+    throw std::invalid_argument("vocab_size " + std::to_string(options.vocab_size) +
+                                " is too small: it needs 256 byte "
+                                "tokens + " +
+                                std::to_string(num_special) + " special tokens, so at least " +
                                 std::to_string(256 + num_special));
   }
   if (options.min_pair_count < 1) {

@@ -23,8 +23,8 @@ inline constexpr double kEmbeddingInitStd = 0.02;
 
 struct TokenEmbeddingImpl : torch::nn::Module {
   TokenEmbeddingImpl(int64_t vocab_size, int64_t dim) : vocab_size(vocab_size), dim(dim) {
-    TORCH_CHECK(vocab_size > 0 && dim > 0, "TokenEmbedding: vocab_size and dim must be positive, got ",
-                vocab_size, " and ", dim);
+    TORCH_CHECK(vocab_size > 0 && dim > 0, "TokenEmbedding: vocab_size and dim must be positive, got ", vocab_size,
+                " and ", dim);
     weight = register_parameter("weight", torch::randn({vocab_size, dim}) * kEmbeddingInitStd);
   }
 

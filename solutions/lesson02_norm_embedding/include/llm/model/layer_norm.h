@@ -39,8 +39,8 @@ struct LayerNormImpl : torch::nn::Module {
     TORCH_CHECK(x.dim() >= 1 && x.size(-1) == dim, "LayerNorm: expected the last dimension of x to be ", dim,
                 ", got shape ", x.sizes());
     auto h = x.to(torch::kFloat32);
-    auto mu = h.mean(-1, /*keepdim=*/true);                      // (..., 1)
-    auto var = (h - mu).pow(2).mean(-1, /*keepdim=*/true);       // (..., 1), biased
+    auto mu = h.mean(-1, /*keepdim=*/true);                       // (..., 1)
+    auto var = (h - mu).pow(2).mean(-1, /*keepdim=*/true);        // (..., 1), biased
     auto y = (h - mu) * torch::rsqrt(var + eps) * weight + bias;  // (..., C)
     return y.to(x.scalar_type());
     // END SOLUTION

@@ -48,7 +48,7 @@ struct RMSNormImpl : torch::nn::Module {
                 ", got shape ", x.sizes());
     auto h = x.to(torch::kFloat32);
     h = h * torch::rsqrt(h.pow(2).mean(-1, /*keepdim=*/true) + eps);  // (..., C)
-    return (h * weight).to(x.scalar_type());  // (..., C)
+    return (h * weight).to(x.scalar_type());                          // (..., C)
     // END SOLUTION
   }
 

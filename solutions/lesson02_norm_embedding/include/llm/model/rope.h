@@ -56,9 +56,9 @@ class RotaryEmbedding {
     // float64 for the angles: Hugging Face and Meta compute t * w in fp32, which is off by ~1.5e-4
     // radians at t = 4095; float64 costs nothing here (once, at construction) and is exact enough.
     auto exponents = torch::arange(0, head_dim, 2, torch::kFloat64) / static_cast<double>(head_dim);
-    auto inv_freq = torch::pow(theta, -exponents);                       // (D/2,)
-    auto positions = torch::arange(max_len, torch::kFloat64);            // (L,)
-    auto angles = torch::outer(positions, inv_freq);                     // (L, D/2)
+    auto inv_freq = torch::pow(theta, -exponents);             // (D/2,)
+    auto positions = torch::arange(max_len, torch::kFloat64);  // (L,)
+    auto angles = torch::outer(positions, inv_freq);           // (L, D/2)
     cos_ = angles.cos().to(torch::kFloat32);
     sin_ = angles.sin().to(torch::kFloat32);
     // END SOLUTION
@@ -77,12 +77,11 @@ class RotaryEmbedding {
     // 5. Put a', b' back where a, b came from (cat for kHalf; stack on a new last dim and flatten for
     //    kInterleaved) and cast to x's dtype.
     // BEGIN SOLUTION: RotaryEmbedding::apply(): rotate each channel pair (a, b) by t * w_i
-    TORCH_CHECK(x.dim() == 4 && x.size(3) == head_dim_, "RotaryEmbedding: expected x of shape (B, H, T, ",
-                head_dim_, "), got ", x.sizes());
+    TORCH_CHECK(x.dim() == 4 && x.size(3) == head_dim_, "RotaryEmbedding: expected x of shape (B, H, T, ", head_dim_,
+                "), got ", x.sizes());
     const int64_t T = x.size(2);
-    TORCH_CHECK(offset >= 0 && offset + T <= max_len_, "RotaryEmbedding: positions ", offset, "..",
-                offset + T - 1, " requested but only 0..", max_len_ - 1, " are cached (max_len = ", max_len_,
-                ")");
+    TORCH_CHECK(offset >= 0 && offset + T <= max_len_, "RotaryEmbedding: positions ", offset, "..", offset + T - 1,
+                " requested but only 0..", max_len_ - 1, " are cached (max_len = ", max_len_, ")");
     auto c = cos_.narrow(0, offset, T);  // (T, D/2)
     auto s = sin_.narrow(0, offset, T);  // (T, D/2)
     auto h = x.to(torch::kFloat32);
@@ -93,8 +92,8 @@ class RotaryEmbedding {
       out = torch::cat({a * c - b * s, b * c + a * s}, -1);          // (B, H, T, D)
     } else {
       using torch::indexing::Slice;
-      auto a = h.index({"...", Slice(0, torch::indexing::None, 2)});  // (B, H, T, D/2) even channels
-      auto b = h.index({"...", Slice(1, torch::indexing::None, 2)});  // (B, H, T, D/2) odd channels
+      auto a = h.index({"...", Slice(0, torch::indexing::None, 2)});       // (B, H, T, D/2) even channels
+      auto b = h.index({"...", Slice(1, torch::indexing::None, 2)});       // (B, H, T, D/2) odd channels
       out = torch::stack({a * c - b * s, b * c + a * s}, -1).flatten(-2);  // (B, H, T, D)
     }
     return out.to(x.scalar_type());

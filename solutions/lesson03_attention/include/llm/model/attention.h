@@ -45,7 +45,9 @@ struct AttentionImpl : torch::nn::Module {
         dropout(config.dropout),
         rope(config.head_dim(), config.max_position_embeddings, config.rope_theta) {
     const int64_t C = config.hidden_size;
-    auto linear = [](int64_t in, int64_t out) { return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false)); };
+    auto linear = [](int64_t in, int64_t out) {
+      return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false));
+    };
     q_proj = register_module("q_proj", linear(C, num_heads * head_dim));
     k_proj = register_module("k_proj", linear(C, num_kv_heads * head_dim));
     v_proj = register_module("v_proj", linear(C, num_kv_heads * head_dim));
@@ -81,15 +83,15 @@ struct AttentionImpl : torch::nn::Module {
     auto v = v_proj(x).view({B, T, num_kv_heads, head_dim}).transpose(1, 2);  // (B, Hkv, T, D)
     q = rope.apply(q, offset);
     k = rope.apply(k, offset);
-    if (cache != nullptr) std::tie(k, v) = cache->append(k, v);               // (B, Hkv, Tk, D)
+    if (cache != nullptr) std::tie(k, v) = cache->append(k, v);  // (B, Hkv, Tk, D)
     const int64_t Tk = k.size(2);
     const int64_t groups = num_heads / num_kv_heads;
     if (groups > 1) {  // Hugging Face's repeat_kv: kv head j serves query heads j G .. j G + G - 1
       auto repeat_kv = [&](const torch::Tensor& t) {
         return t.unsqueeze(2).expand({B, num_kv_heads, groups, Tk, head_dim}).reshape({B, num_heads, Tk, head_dim});
       };
-      k = repeat_kv(k);                                                       // (B, H, Tk, D)
-      v = repeat_kv(v);                                                       // (B, H, Tk, D)
+      k = repeat_kv(k);  // (B, H, Tk, D)
+      v = repeat_kv(v);  // (B, H, Tk, D)
     }
     // One new query (decoding) may see every key: its causal mask is all true, so skip it.
     torch::Tensor mask = T > 1 ? causal_mask(T, Tk, x.device()).view({1, 1, T, Tk}) : torch::Tensor();
@@ -104,7 +106,7 @@ struct AttentionImpl : torch::nn::Module {
     options.dropout = dropout;
     options.training = is_training();
     options.return_weights = store_weights;
-    auto result = scaled_dot_product_attention(q, k, v, options);            // (B, H, T, D)
+    auto result = scaled_dot_product_attention(q, k, v, options);  // (B, H, T, D)
     if (store_weights) last_weights = result.weights;
     auto y = result.out.transpose(1, 2).reshape({B, T, num_heads * head_dim});  // (B, T, C)
     return o_proj(y);

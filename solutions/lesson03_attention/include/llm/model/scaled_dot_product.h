@@ -46,11 +46,11 @@ struct AttentionOutput {
 };
 
 struct AttentionOptions {
-  torch::Tensor mask;            // broadcastable to (B, H, Tq, Tk): bool (true = attend) or additive float
-  double dropout = 0.0;          // on the weights, only while training
+  torch::Tensor mask;    // broadcastable to (B, H, Tq, Tk): bool (true = attend) or additive float
+  double dropout = 0.0;  // on the weights, only while training
   bool training = false;
-  bool return_weights = false;   // keep the softmax weights (for teaching and plots)
-  std::optional<double> scale;   // default 1/sqrt(D)
+  bool return_weights = false;  // keep the softmax weights (for teaching and plots)
+  std::optional<double> scale;  // default 1/sqrt(D)
 };
 
 // q: (B, H, Tq, D), k: (B, H, Tk, D), v: (B, H, Tk, Dv) -> out (B, H, Tq, Dv).
@@ -83,10 +83,10 @@ inline AttentionOutput scaled_dot_product_attention(const torch::Tensor& q, cons
                  ? scores.masked_fill(options.mask.logical_not(), -std::numeric_limits<float>::infinity())
                  : scores + options.mask.to(torch::kFloat32);
   }
-  auto dead_rows = std::get<0>(scores.max(-1, /*keepdim=*/true)).isneginf();                   // (B,H,Tq,1)
+  auto dead_rows = std::get<0>(scores.max(-1, /*keepdim=*/true)).isneginf();                          // (B,H,Tq,1)
   auto weights = torch::softmax(scores.masked_fill(dead_rows, 0.0), -1).masked_fill(dead_rows, 0.0);  // (B,H,Tq,Tk)
   auto used = (options.training && options.dropout > 0) ? torch::dropout(weights, options.dropout, true) : weights;
-  auto out = torch::matmul(used, v.to(torch::kFloat32)).to(q.scalar_type());                   // (B,H,Tq,Dv)
+  auto out = torch::matmul(used, v.to(torch::kFloat32)).to(q.scalar_type());  // (B,H,Tq,Dv)
   return {out, options.return_weights ? weights : torch::Tensor()};
   // END SOLUTION
 }

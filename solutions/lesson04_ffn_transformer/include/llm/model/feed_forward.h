@@ -32,7 +32,9 @@ struct FeedForwardImpl : torch::nn::Module {
   explicit FeedForwardImpl(const ModelConfig& config)
       : mlp_type(validated(config).mlp_type), hidden(config.ffn_hidden_size()), dropout(config.dropout) {
     const int64_t C = config.hidden_size;
-    auto linear = [](int64_t in, int64_t out) { return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false)); };
+    auto linear = [](int64_t in, int64_t out) {
+      return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false));
+    };
     if (mlp_type != "gelu") gate_proj = register_module("gate_proj", linear(C, hidden));
     up_proj = register_module("up_proj", linear(C, hidden));
     down_proj = register_module("down_proj", linear(hidden, C));
@@ -47,7 +49,7 @@ struct FeedForwardImpl : torch::nn::Module {
     //    (torch::silu; torch::gelu is the exact erf form by default)
     // 2. y = down_proj(h), then dropout(y) with probability `dropout` while training (is_training()).
     // BEGIN SOLUTION: FeedForward::forward(): down(act(gate(x)) * up(x)) for swiglu/geglu, down(gelu(up(x))) for gelu
-    torch::Tensor h;                                                   // (B, T, F)
+    torch::Tensor h;  // (B, T, F)
     if (mlp_type == "swiglu") {
       h = torch::silu(gate_proj(x)) * up_proj(x);
     } else if (mlp_type == "geglu") {
@@ -55,7 +57,7 @@ struct FeedForwardImpl : torch::nn::Module {
     } else {
       h = torch::gelu(up_proj(x));
     }
-    return torch::dropout(down_proj(h), dropout, is_training());      // (B, T, C)
+    return torch::dropout(down_proj(h), dropout, is_training());  // (B, T, C)
     // END SOLUTION
   }
 

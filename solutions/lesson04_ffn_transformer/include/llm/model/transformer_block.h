@@ -38,7 +38,8 @@ struct TransformerBlockImpl : torch::nn::Module {
     config.validate();  // the config's own errors before a submodule reports a symptom of them
     input_layernorm = register_module("input_layernorm", RMSNorm(config.hidden_size, config.rms_norm_eps));
     self_attn = register_module("self_attn", Attention(config));
-    post_attention_layernorm = register_module("post_attention_layernorm", RMSNorm(config.hidden_size, config.rms_norm_eps));
+    post_attention_layernorm =
+        register_module("post_attention_layernorm", RMSNorm(config.hidden_size, config.rms_norm_eps));
     mlp = register_module("mlp", FeedForward(config));
   }
 
@@ -52,10 +53,10 @@ struct TransformerBlockImpl : torch::nn::Module {
     // BEGIN SOLUTION: TransformerBlock::forward(): residual around attention, then around the MLP (pre- or post-norm)
     if (placement == NormPlacement::kPre) {
       auto h = x + self_attn(input_layernorm(x), offset, key_padding_mask, cache);  // (B, T, C)
-      return h + mlp(post_attention_layernorm(h));                                 // (B, T, C)
+      return h + mlp(post_attention_layernorm(h));                                  // (B, T, C)
     }
     auto h = input_layernorm(x + self_attn(x, offset, key_padding_mask, cache));  // (B, T, C)
-    return post_attention_layernorm(h + mlp(h));                                 // (B, T, C)
+    return post_attention_layernorm(h + mlp(h));                                  // (B, T, C)
     // END SOLUTION
   }
 

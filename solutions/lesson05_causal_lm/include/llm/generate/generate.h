@@ -29,11 +29,11 @@ namespace llm {
 
 struct GenerationConfig {
   int64_t max_new_tokens = 64;
-  int64_t min_new_tokens = 0;      // stop tokens are suppressed until this many are generated
-  SamplingOptions sampling;        // temperature 0 = greedy
+  int64_t min_new_tokens = 0;  // stop tokens are suppressed until this many are generated
+  SamplingOptions sampling;    // temperature 0 = greedy
   std::vector<int64_t> stop_tokens;
   bool use_cache = true;
-  int64_t pad_id = 0;              // fills the left of shorter prompts; never attended to
+  int64_t pad_id = 0;  // fills the left of shorter prompts; never attended to
 };
 
 // Returns, for every prompt, the generated tokens (without the prompt).
@@ -60,10 +60,10 @@ inline std::vector<std::vector<int64_t>> generate(CausalLM& model, const std::ve
   // BEGIN SOLUTION: generate(): left-pad, prefill (with the KV cache), then sample one token at a time until stop
   TORCH_CHECK(!prompts.empty(), "generate: no prompts given");
   for (size_t b = 0; b < prompts.size(); ++b) TORCH_CHECK(!prompts[b].empty(), "generate: prompt ", b, " is empty");
-  TORCH_CHECK(config.max_new_tokens >= 0 && config.min_new_tokens >= 0 &&
-                  config.min_new_tokens <= config.max_new_tokens,
-              "generate: need 0 <= min_new_tokens (", config.min_new_tokens, ") <= max_new_tokens (",
-              config.max_new_tokens, ")");
+  TORCH_CHECK(
+      config.max_new_tokens >= 0 && config.min_new_tokens >= 0 && config.min_new_tokens <= config.max_new_tokens,
+      "generate: need 0 <= min_new_tokens (", config.min_new_tokens, ") <= max_new_tokens (", config.max_new_tokens,
+      ")");
   const int64_t V = model->config.vocab_size;
   auto check_id = [&](int64_t id, const char* what) {
     TORCH_CHECK(id >= 0 && id < V, "generate: ", what, " token id ", id, " is outside the vocabulary 0..", V - 1);
@@ -106,7 +106,7 @@ inline std::vector<std::vector<int64_t>> generate(CausalLM& model, const std::ve
   auto stops = torch::tensor(config.stop_tokens, torch::kLong);
 
   for (int64_t step = 0; step < config.max_new_tokens; ++step) {
-    auto last = logits.select(1, logits.size(1) - 1).clone();    // (B, V)
+    auto last = logits.select(1, logits.size(1) - 1).clone();  // (B, V)
     if (step < config.min_new_tokens && !config.stop_tokens.empty()) last.index_fill_(1, stops, kNegInf);
     auto next = sample_next(last, config.sampling, history, generator);  // (B,)
     bool all_done = true;
@@ -124,7 +124,7 @@ inline std::vector<std::vector<int64_t>> generate(CausalLM& model, const std::ve
       logits = model(next.view({B, 1}), P + step, mask, &*cache);  // (B, 1, V)
     } else {
       ids = torch::cat({ids, next.view({B, 1})}, 1);
-      logits = model(ids, 0, mask);                                // (B, P + step + 1, V)
+      logits = model(ids, 0, mask);  // (B, P + step + 1, V)
     }
   }
   model->train(was_training);

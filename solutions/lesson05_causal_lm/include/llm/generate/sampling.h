@@ -89,9 +89,9 @@ inline torch::Tensor top_p_filter(const torch::Tensor& logits, double p) {
   // 4. Scatter the drop decisions back to vocabulary order and set those logits to -inf.
   // BEGIN SOLUTION: top_p_filter(): keep the smallest most-likely set whose probability reaches p
   TORCH_CHECK(p > 0 && p <= 1, "top_p must be in (0, 1], got ", p);
-  auto [sorted, order] = logits.sort(-1, /*descending=*/true);     // (B, V) each
+  auto [sorted, order] = logits.sort(-1, /*descending=*/true);  // (B, V) each
   auto probs = torch::softmax(sorted.to(torch::kFloat32), -1);
-  auto mass_before = probs.cumsum(-1) - probs;                      // (B, V)
+  auto mass_before = probs.cumsum(-1) - probs;  // (B, V)
   auto drop_sorted = mass_before >= p;
   auto drop = torch::zeros_like(drop_sorted).scatter(-1, order, drop_sorted);
   return logits.masked_fill(drop, kNegInf);

@@ -107,8 +107,8 @@ struct CausalLMImpl : torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& ids, int64_t offset = 0, const torch::Tensor& key_padding_mask = {},
                         KVCache* cache = nullptr) {
     // 1. Check ids is (B, T) and offset + T <= max_position_embeddings (name both). With a cache, the
-  //    offset must equal cache->length(): the new tokens continue exactly where the cache ends
-  //    ("offset 3 but the KV cache holds 5 positions").
+    //    offset must equal cache->length(): the new tokens continue exactly where the cache ends
+    //    ("offset 3 but the KV cache holds 5 positions").
     // 2. h = model(ids, offset, key_padding_mask, cache)                          (B, T, C)
     // 3. logits = lm_head(h), or h @ embed_tokens.weight^T when tied               (B, T, V)
     // 4. Return the logits in float32 (the softmax that follows wants the precision).
@@ -116,11 +116,11 @@ struct CausalLMImpl : torch::nn::Module {
     TORCH_CHECK(ids.dim() == 2, "CausalLM: ids must be (B, T), got ", ids.sizes());
     TORCH_CHECK(offset + ids.size(1) <= config.max_position_embeddings, "CausalLM: positions up to ",
                 offset + ids.size(1) - 1, " requested but max_position_embeddings is ", config.max_position_embeddings);
-  TORCH_CHECK(cache == nullptr || offset == cache->length(), "CausalLM: offset ", offset, " but the KV cache holds ",
-              cache == nullptr ? 0 : cache->length(), " positions; new tokens must continue where the cache ends");
-    auto h = model(ids, offset, key_padding_mask, cache);                      // (B, T, C)
+    TORCH_CHECK(cache == nullptr || offset == cache->length(), "CausalLM: offset ", offset, " but the KV cache holds ",
+                cache == nullptr ? 0 : cache->length(), " positions; new tokens must continue where the cache ends");
+    auto h = model(ids, offset, key_padding_mask, cache);  // (B, T, C)
     auto logits = config.tie_word_embeddings ? torch::matmul(h, model->embed_tokens->weight.t()) : lm_head(h);
-    return logits.to(torch::kFloat32);                                         // (B, T, V)
+    return logits.to(torch::kFloat32);  // (B, T, V)
     // END SOLUTION
   }
 
@@ -145,9 +145,9 @@ inline torch::Tensor causal_lm_loss(const torch::Tensor& logits, const torch::Te
   // 2. prediction = logits[:, :-1] flattened to (B (T-1), V); target = labels[:, 1:] flattened.
   // 3. torch::nn::functional::cross_entropy with ignore_index (mean over the counted positions).
   // BEGIN SOLUTION: causal_lm_loss(): cross-entropy of logits[:, :-1] against labels[:, 1:], ignoring ignore_index
-  TORCH_CHECK(logits.dim() == 3 && labels.dim() == 2 && logits.size(0) == labels.size(0) &&
-                  logits.size(1) == labels.size(1),
-              "causal_lm_loss: expected logits (B, T, V) and labels (B, T), got ", logits.sizes(), " and ", labels.sizes());
+  TORCH_CHECK(
+      logits.dim() == 3 && labels.dim() == 2 && logits.size(0) == labels.size(0) && logits.size(1) == labels.size(1),
+      "causal_lm_loss: expected logits (B, T, V) and labels (B, T), got ", logits.sizes(), " and ", labels.sizes());
   const int64_t V = logits.size(2);
   auto prediction = logits.narrow(1, 0, logits.size(1) - 1).reshape({-1, V});  // (B (T-1), V)
   auto target = labels.narrow(1, 1, labels.size(1) - 1).reshape({-1});         // (B (T-1),)
