@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The main job (README): set up the machine, build the full system, and run the pipeline on the
-# built-in corpus (data/austen). Today the pipeline is its first stage: train a 4,096-token BPE
-# tokenizer, save it, show an encoding and the compression it reaches on the held-out novel.
+# built-in corpus (data/austen). Until the training pipeline lands, it runs what exists: train a
+# 4,096-token BPE tokenizer, save it, show an encoding and the compression it reaches on the
+# held-out novel; then build the Llama-style model of lessons 03-05 and measure it training and
+# generating (with and without the KV cache).
 #
 #   bash scripts/run.sh                       the reference implementation (solutions/)
 #   bash scripts/run.sh --tree curriculum     your own code (curriculum/)
@@ -49,5 +51,8 @@ echo "compression on the held-out novel (data/austen/val.txt), ours:"
 echo
 echo "the same text with GPT-2's 50,257-token vocabulary:"
 "$bin/llm-tokenizer" encode --gpt2 .cache/gpt2 --input data/austen/val.txt --format stats
+echo
+echo "== 2. model: the tiny Llama of lessons 03-05 (1.8M parameters), training and generation speed =="
+"$bin/llm-bench-model" --preset tiny --steps 5 | tee "$out/model-benchmark.txt"
 echo
 echo "run.sh: done; outputs in $out"
