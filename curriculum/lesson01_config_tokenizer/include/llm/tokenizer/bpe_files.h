@@ -104,10 +104,11 @@ inline std::string base64_decode(const std::string& text, const std::string& whe
     throw std::runtime_error(where + ": '" + text + "' is not base64");
   };
   std::string out;
-  int buffer = 0, bits = 0;
+  uint32_t buffer = 0;  // unsigned: old bits shift out harmlessly; only the low `bits` are read
+  int bits = 0;
   for (char c : text) {
     if (c == '=') break;
-    buffer = (buffer << 6) | value(c);
+    buffer = (buffer << 6) | static_cast<uint32_t>(value(c));
     bits += 6;
     if (bits >= 8) {
       bits -= 8;
