@@ -51,12 +51,6 @@ struct FeedForwardImpl : torch::nn::Module {
     LLM_TODO("lesson04: FeedForward::forward(): down(act(gate(x)) * up(x)) for swiglu/geglu, down(gelu(up(x))) for gelu");
   }
 
-  // The config's own errors first: ffn_hidden_size() divides by multiple_of.
-  static const ModelConfig& validated(const ModelConfig& config) {
-    config.validate();
-    return config;
-  }
-
   std::string mlp_type;
   int64_t hidden;
   double dropout;

@@ -187,4 +187,12 @@ struct ModelConfig {
   }
 };
 
+// `config` after config.validate(): for constructor initializer lists, so that a module reports the
+// config's own error ("hidden_size 30 is not divisible by num_attention_heads 4") before any member
+// computed from it fails with a symptom (a division by zero, an odd head_dim).
+inline const ModelConfig& validated(const ModelConfig& config) {
+  config.validate();
+  return config;
+}
+
 }  // namespace llm

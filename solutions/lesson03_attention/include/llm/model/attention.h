@@ -39,7 +39,7 @@ struct KVStore {
 
 struct AttentionImpl : torch::nn::Module {
   explicit AttentionImpl(const ModelConfig& config)
-      : num_heads(validated(config).num_attention_heads),  // first: head_dim() divides by H
+      : num_heads(validated(config).num_attention_heads),  // validate first: head_dim() divides by H
         num_kv_heads(config.num_key_value_heads),
         head_dim(config.head_dim()),
         dropout(config.dropout),
@@ -111,13 +111,6 @@ struct AttentionImpl : torch::nn::Module {
     auto y = result.out.transpose(1, 2).reshape({B, T, num_heads * head_dim});  // (B, T, C)
     return o_proj(y);
     // END SOLUTION
-  }
-
-  // The config's own errors (H | C, Hkv | H, even D) before any member is computed from it: with
-  // H = 0, head_dim() would divide by zero, and RoPE would report an odd D instead of the real cause.
-  static const ModelConfig& validated(const ModelConfig& config) {
-    config.validate();
-    return config;
   }
 
   int64_t num_heads, num_kv_heads, head_dim;

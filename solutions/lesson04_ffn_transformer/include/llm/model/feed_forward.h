@@ -61,12 +61,6 @@ struct FeedForwardImpl : torch::nn::Module {
     // END SOLUTION
   }
 
-  // The config's own errors first: ffn_hidden_size() divides by multiple_of.
-  static const ModelConfig& validated(const ModelConfig& config) {
-    config.validate();
-    return config;
-  }
-
   std::string mlp_type;
   int64_t hidden;
   double dropout;
