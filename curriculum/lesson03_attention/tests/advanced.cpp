@@ -2,104 +2,37 @@
 // numerics (huge scores, bf16), dropout, gradients, clear errors, and the mistakes people really make
 // (scores in bf16, NaN from an all-masked row, a cache that stores repeated heads, a top-left mask).
 // Grade with:  ctest --preset default -R lesson03.advanced
+#include "attention_fixtures.h"
+
 #include <llm/common/testing.h>
 #include <llm/model/attention.h>
 #include <llm/model/scaled_dot_product.h>
 
-#include <cmath>
 #include <limits>
 #include <utility>
 #include <vector>
 
 namespace {
 
+using lesson03::C;
+using lesson03::D;
+using lesson03::H;
+using lesson03::Hkv;
+using lesson03::NaiveAttention;
+using lesson03::NaiveModule;
+using lesson03::RepeatKvRows;
+using lesson03::TinyConfig;
 using llm::testing::AllClose;
 using llm::testing::SeededTest;
 using llm::testing::ThrowsWith;
 
-// Scaled dot-product attention sizes; Tq != Tk so a swapped axis changes a shape.
-constexpr int64_t B = 2, H = 4, Tq = 5, Tk = 7, D = 8;
-// The module: C = H * D = 32, Hkv = 2 key/value heads (G = 2), T new positions.
-constexpr int64_t C = 32, Hkv = 2, T = 6, kMaxPositions = 64;
-constexpr double kInf = std::numeric_limits<double>::infinity();
+// Scaled dot-product attention sizes; Tq != Tk so a swapped axis changes a shape. The module's
+// H, D, C, Hkv come from attention_fixtures.h; T new positions.
+constexpr int64_t B = 2, Tq = 5, Tk = 7, T = 6;
 
 class CausalMaskAdvanced : public SeededTest {};
 class ScaledDotProductAdvanced : public SeededTest {};
 class AttentionAdvanced : public SeededTest {};
-
-llm::ModelConfig TinyConfig(int64_t kv_heads = Hkv) {
-  llm::ModelConfig config;
-  config.vocab_size = 16;  // attention never looks at it
-  config.hidden_size = C;
-  config.num_attention_heads = H;
-  config.num_key_value_heads = kv_heads;
-  config.max_position_embeddings = kMaxPositions;
-  return config;
-}
-
-struct Naive {
-  torch::Tensor out;      // (B, H, Tq, Dv) float64
-  torch::Tensor weights;  // (B, H, Tq, Tk) float64
-};
-
-// An independent float64 reference: an explicit loop over batch and heads, softmax(q k^T * scale) v.
-// mask: undefined, or bool broadcastable to (B, H, Tq, Tk) with true = attend.
-Naive NaiveAttention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                     const torch::Tensor& mask = {}, double scale = 0) {
-  if (scale == 0) scale = 1.0 / std::sqrt(static_cast<double>(q.size(3)));
-  auto full_mask = mask.defined() ? mask.expand({q.size(0), q.size(1), q.size(2), k.size(2)}) : mask;
-  std::vector<torch::Tensor> outs, weights;
-  for (int64_t b = 0; b < q.size(0); ++b) {
-    for (int64_t h = 0; h < q.size(1); ++h) {
-      auto scores = torch::matmul(q[b][h].to(torch::kFloat64), k[b][h].to(torch::kFloat64).t()) * scale;
-      if (mask.defined()) scores = scores.masked_fill(full_mask[b][h].logical_not(), -kInf);
-      auto w = torch::softmax(scores, -1);                            // (Tq, Tk)
-      outs.push_back(torch::matmul(w, v[b][h].to(torch::kFloat64)));  // (Tq, Dv)
-      weights.push_back(w);
-    }
-  }
-  auto shape = [&](const torch::Tensor& t) { return t.view({q.size(0), q.size(1), t.size(1), t.size(2)}); };
-  return {shape(torch::stack(outs)), shape(torch::stack(weights))};
-}
-
-// An independent reference for the module, from the given projection weights: an explicit loop over
-// query heads, where query head h reads key/value head j = h / G (weight rows j*D .. (j+1)*D - 1), RoPE
-// from lesson 02 at positions offset .. offset + T - 1, a causal softmax, then o_proj. Computed in the
-// weights' dtype (float64 here), so the gradient test can differentiate through it.
-torch::Tensor NaiveModule(const torch::Tensor& x, const torch::Tensor& wq, const torch::Tensor& wk,
-                          const torch::Tensor& wv, const torch::Tensor& wo, int64_t heads, int64_t kv_heads,
-                          int64_t offset = 0) {
-  const int64_t d = wq.size(0) / heads, groups = heads / kv_heads, t = x.size(1);
-  llm::RotaryEmbedding rope(d, kMaxPositions);
-  auto xd = x.to(wq.scalar_type());
-  auto future = torch::ones({t, t}, torch::kBool).tril().logical_not();  // key j > query i
-  std::vector<torch::Tensor> outs;
-  for (int64_t h = 0; h < heads; ++h) {
-    const int64_t j = h / groups;
-    auto q = torch::matmul(xd, wq.narrow(0, h * d, d).t());  // (B, T, D)
-    auto k = torch::matmul(xd, wk.narrow(0, j * d, d).t());  // (B, T, D)
-    auto v = torch::matmul(xd, wv.narrow(0, j * d, d).t());  // (B, T, D)
-    q = rope.apply(q.unsqueeze(1), offset).squeeze(1);
-    k = rope.apply(k.unsqueeze(1), offset).squeeze(1);
-    auto scores = torch::matmul(q, k.transpose(1, 2)) / std::sqrt(static_cast<double>(d));    // (B, T, T)
-    outs.push_back(torch::matmul(torch::softmax(scores.masked_fill(future, -kInf), -1), v));  // (B, T, D)
-  }
-  return torch::matmul(torch::cat(outs, -1), wo.t());  // (B, T, C)
-}
-
-torch::Tensor NaiveModule(llm::Attention& attn, const torch::Tensor& x, int64_t offset = 0) {
-  auto f64 = [](const torch::nn::Linear& l) { return l->weight.detach().to(torch::kFloat64); };
-  return NaiveModule(x, f64(attn->q_proj), f64(attn->k_proj), f64(attn->v_proj), f64(attn->o_proj), attn->num_heads,
-                     attn->num_kv_heads, offset);
-}
-
-// The key/value weight of an MHA module equivalent to a GQA one: for every query head h, the D rows
-// of key/value head h / G, written out with an explicit loop.
-torch::Tensor RepeatKvRows(const torch::Tensor& w, int64_t heads, int64_t kv_heads, int64_t d) {
-  std::vector<torch::Tensor> rows;
-  for (int64_t h = 0; h < heads; ++h) rows.push_back(w.narrow(0, (h / (heads / kv_heads)) * d, d));
-  return torch::cat(rows, 0);  // (H D, C)
-}
 
 void CopyParameters(const torch::nn::Module& from, torch::nn::Module& to) {
   torch::NoGradGuard no_grad;

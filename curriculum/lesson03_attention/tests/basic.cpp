@@ -1,95 +1,35 @@
 // Lesson 03, basic: the core behaviour a first correct attempt must show.
 // Grade with:  ctest --preset default -R lesson03.basic
+#include "attention_fixtures.h"
+
 #include <llm/common/testing.h>
 #include <llm/model/attention.h>
 #include <llm/model/scaled_dot_product.h>
 
-#include <cmath>
 #include <limits>
 #include <vector>
 
 namespace {
 
+using lesson03::C;
+using lesson03::D;
+using lesson03::H;
+using lesson03::Hkv;
+using lesson03::NaiveAttention;
+using lesson03::NaiveModule;
+using lesson03::RepeatKvRows;
+using lesson03::TinyConfig;
 using llm::testing::AllClose;
 using llm::testing::SeededTest;
 
-// Tiny named sizes: big enough to catch a transposed dimension, small enough to read a failure.
+// Tiny named sizes (the module's H, D, C, Hkv come from attention_fixtures.h).
 // Scaled dot-product attention: Tq != Tk and Dv != D so a swapped axis changes a shape.
-constexpr int64_t B = 2, H = 4, Tq = 5, Tk = 7, D = 8, Dv = 6;
-// The module: C = H * D = 32, Hkv = 2 key/value heads, so G = 2 query heads share each one.
-constexpr int64_t C = 32, Hkv = 2, T = 6, kMaxPositions = 64;
+// The module: T positions of width C.
+constexpr int64_t B = 2, Tq = 5, Tk = 7, Dv = 6, T = 6;
 
 class CausalMaskTest : public SeededTest {};
 class ScaledDotProductTest : public SeededTest {};
 class AttentionTest : public SeededTest {};
-
-llm::ModelConfig TinyConfig(int64_t kv_heads = Hkv) {
-  llm::ModelConfig config;
-  config.vocab_size = 16;  // attention never looks at it
-  config.hidden_size = C;
-  config.num_attention_heads = H;
-  config.num_key_value_heads = kv_heads;
-  config.max_position_embeddings = kMaxPositions;
-  return config;
-}
-
-// An independent float64 reference: an explicit loop over batch and heads, softmax(q k^T * scale) v.
-// mask: undefined, or bool broadcastable to (B, H, Tq, Tk) with true = attend.
-torch::Tensor NaiveAttention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                             const torch::Tensor& mask = {}) {
-  const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(3)));
-  auto full_mask = mask.defined() ? mask.expand({q.size(0), q.size(1), q.size(2), k.size(2)}) : mask;
-  std::vector<torch::Tensor> batches;
-  for (int64_t b = 0; b < q.size(0); ++b) {
-    std::vector<torch::Tensor> heads;
-    for (int64_t h = 0; h < q.size(1); ++h) {
-      auto qh = q[b][h].to(torch::kFloat64), kh = k[b][h].to(torch::kFloat64), vh = v[b][h].to(torch::kFloat64);
-      auto scores = torch::matmul(qh, kh.t()) * scale;  // (Tq, Tk)
-      if (mask.defined()) {
-        scores = scores.masked_fill(full_mask[b][h].logical_not(), -std::numeric_limits<double>::infinity());
-      }
-      heads.push_back(torch::matmul(torch::softmax(scores, -1), vh));  // (Tq, Dv)
-    }
-    batches.push_back(torch::stack(heads));
-  }
-  return torch::stack(batches);  // (B, H, Tq, Dv)
-}
-
-// An independent float64 reference for the module, from its own weights: an explicit loop over query
-// heads, where query head h reads key/value head h / G, whose weight rows are j*D .. (j+1)*D - 1.
-// RoPE comes from lesson 02 (llm::RotaryEmbedding), at positions offset .. offset + T - 1.
-torch::Tensor NaiveModule(llm::Attention& attn, const torch::Tensor& x, int64_t offset = 0) {
-  const int64_t heads = attn->num_heads, groups = attn->num_heads / attn->num_kv_heads, d = attn->head_dim;
-  const int64_t t = x.size(1);
-  llm::RotaryEmbedding rope(d, kMaxPositions);
-  auto x64 = x.to(torch::kFloat64);
-  auto wq = attn->q_proj->weight.detach().to(torch::kFloat64);           // (H D, C)
-  auto wk = attn->k_proj->weight.detach().to(torch::kFloat64);           // (Hkv D, C)
-  auto wv = attn->v_proj->weight.detach().to(torch::kFloat64);           // (Hkv D, C)
-  auto wo = attn->o_proj->weight.detach().to(torch::kFloat64);           // (C, H D)
-  auto future = torch::ones({t, t}, torch::kBool).tril().logical_not();  // key j > query i
-  std::vector<torch::Tensor> outs;
-  for (int64_t h = 0; h < heads; ++h) {
-    const int64_t j = h / groups;
-    auto q = torch::matmul(x64, wq.narrow(0, h * d, d).t());  // (B, T, D)
-    auto k = torch::matmul(x64, wk.narrow(0, j * d, d).t());  // (B, T, D)
-    auto v = torch::matmul(x64, wv.narrow(0, j * d, d).t());  // (B, T, D)
-    q = rope.apply(q.unsqueeze(1), offset).squeeze(1);
-    k = rope.apply(k.unsqueeze(1), offset).squeeze(1);
-    auto scores = torch::matmul(q, k.transpose(1, 2)) / std::sqrt(static_cast<double>(d));  // (B, T, T)
-    scores = scores.masked_fill(future, -std::numeric_limits<double>::infinity());
-    outs.push_back(torch::matmul(torch::softmax(scores, -1), v));  // (B, T, D)
-  }
-  return torch::matmul(torch::cat(outs, -1), wo.t());  // (B, T, C)
-}
-
-// The key/value weight of an MHA module equivalent to a GQA one: for every query head h, the D rows
-// of key/value head h / G, written out with an explicit loop.
-torch::Tensor RepeatKvRows(const torch::Tensor& w, int64_t heads, int64_t kv_heads, int64_t d) {
-  std::vector<torch::Tensor> rows;
-  for (int64_t h = 0; h < heads; ++h) rows.push_back(w.narrow(0, (h / (heads / kv_heads)) * d, d));
-  return torch::cat(rows, 0);  // (H D, C)
-}
 
 // --------------------------------------------------------------------------------- causal_mask
 
@@ -146,7 +86,7 @@ TEST_F(ScaledDotProductTest, MatchesANaivePerHeadLoop) {
   auto out = llm::scaled_dot_product_attention(q, k, v).out;
   ASSERT_EQ(out.sizes(), (std::vector<int64_t>{B, H, Tq, D}));
   // fp32 against float64 with O(1) values: rounding is ~1e-7.
-  EXPECT_TRUE(AllClose(out, NaiveAttention(q, k, v), /*rtol=*/1e-5, /*atol=*/1e-6)) << "no mask";
+  EXPECT_TRUE(AllClose(out, NaiveAttention(q, k, v).out, /*rtol=*/1e-5, /*atol=*/1e-6)) << "no mask";
 
   // A random boolean mask, different per batch row (B, 1, Tq, Tk); key 0 always visible.
   auto mask = torch::rand({B, 1, Tq, Tk}).gt(0.4);
@@ -155,7 +95,7 @@ TEST_F(ScaledDotProductTest, MatchesANaivePerHeadLoop) {
   options.mask = mask;
   auto masked = llm::scaled_dot_product_attention(q, k, v, options).out;
   ASSERT_EQ(masked.sizes(), (std::vector<int64_t>{B, H, Tq, D}));
-  EXPECT_TRUE(AllClose(masked, NaiveAttention(q, k, v, mask), 1e-5, 1e-6)) << "mask broadcast from (B, 1, Tq, Tk)";
+  EXPECT_TRUE(AllClose(masked, NaiveAttention(q, k, v, mask).out, 1e-5, 1e-6)) << "mask broadcast from (B, 1, Tq, Tk)";
 }
 
 TEST_F(ScaledDotProductTest, ReturnsOutputOfShapeBHTqDvAndWeightsOfShapeBHTqTk) {
@@ -169,7 +109,7 @@ TEST_F(ScaledDotProductTest, ReturnsOutputOfShapeBHTqDvAndWeightsOfShapeBHTqTk) 
   ASSERT_TRUE(result.weights.defined()) << "return_weights = true must return the weights";
   ASSERT_EQ(result.weights.sizes(), (std::vector<int64_t>{B, H, Tq, Tk})) << "one weight per (query, key)";
   EXPECT_EQ(result.out.scalar_type(), torch::kFloat32) << "out keeps q's dtype";
-  EXPECT_TRUE(AllClose(result.out, NaiveAttention(q, k, v), 1e-5, 1e-6)) << "Dv != D";
+  EXPECT_TRUE(AllClose(result.out, NaiveAttention(q, k, v).out, 1e-5, 1e-6)) << "Dv != D";
 }
 
 TEST_F(ScaledDotProductTest, EveryWeightRowSumsToOneAndMaskedKeysGetZeroWeight) {
@@ -214,7 +154,7 @@ TEST_F(ScaledDotProductTest, BooleanAndAdditiveMasksGiveTheSameResult) {
   ASSERT_EQ(a.sizes(), b.sizes());
   // Adding 0 is exact and exp(-inf) is exactly 0, so the two agree bit for bit.
   EXPECT_TRUE(AllClose(b, a, /*rtol=*/0, /*atol=*/0)) << "a float mask is added to the scores";
-  EXPECT_TRUE(AllClose(a, NaiveAttention(q, k, v, keep), 1e-5, 1e-6)) << "and both are the masked attention";
+  EXPECT_TRUE(AllClose(a, NaiveAttention(q, k, v, keep).out, 1e-5, 1e-6)) << "and both are the masked attention";
 }
 
 // ------------------------------------------------------------------------------------ Attention

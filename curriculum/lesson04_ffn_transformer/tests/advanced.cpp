@@ -2,6 +2,8 @@
 // mistakes people really make (gate and up swapped, GPT-2's tanh GELU, dropout left on in eval,
 // the norm after the sublayer instead of before, offset or cache not passed to attention).
 // Grade with:  ctest --preset default -R lesson04.advanced
+#include "ffn_fixtures.h"
+
 #include <llm/common/testing.h>
 #include <llm/model/feed_forward.h>
 #include <llm/model/transformer_block.h>
@@ -14,60 +16,27 @@
 
 namespace {
 
+using lesson04::Apply;
+using lesson04::C;
+using lesson04::F;
+using lesson04::HandConfig;
+using lesson04::RandomizeNormWeights;
+using lesson04::SetWeight;
+using lesson04::TinyConfig;
 using llm::testing::AllClose;
 using llm::testing::SeededTest;
 
-// F is Llama's rule for C = 32, multiple_of = 8: floor(2 * 4 * 32 / 3) = 85, rounded up to 88.
-constexpr int64_t B = 2, T = 6, C = 32, H = 4, Hkv = 2, F = 88;
+// Tiny named sizes (the block's C and F come from ffn_fixtures.h).
+constexpr int64_t B = 2, T = 6;
 
 class FeedForwardAdvanced : public SeededTest {};
 class TransformerBlockAdvanced : public SeededTest {};
-
-llm::ModelConfig TinyConfig(const std::string& mlp_type = "swiglu", double dropout = 0.0) {
-  llm::ModelConfig config;
-  config.vocab_size = 64;
-  config.hidden_size = C;
-  config.num_hidden_layers = 1;
-  config.num_attention_heads = H;
-  config.num_key_value_heads = Hkv;
-  config.max_position_embeddings = 64;
-  config.multiple_of = 8;
-  config.mlp_type = mlp_type;
-  config.dropout = dropout;
-  return config;
-}
-
-// The smallest valid config: C = 2 with one head (head_dim 2 is even, as RoPE needs), F set by hand.
-llm::ModelConfig HandConfig(const std::string& mlp_type, int64_t hidden) {
-  llm::ModelConfig config;
-  config.hidden_size = 2;
-  config.num_attention_heads = 1;
-  config.num_key_value_heads = 1;
-  config.intermediate_size = hidden;
-  config.mlp_type = mlp_type;
-  return config;
-}
-
-void SetWeight(torch::nn::Linear& linear, const torch::Tensor& weight) {
-  torch::NoGradGuard no_grad;
-  linear->weight.copy_(weight);
-}
 
 // Gives `to` the parameters of `from` (same architecture), so two modules differ only in options.
 void CopyParameters(const torch::nn::Module& from, torch::nn::Module& to) {
   torch::NoGradGuard no_grad;
   auto source = from.named_parameters();
   for (auto& p : to.named_parameters()) p.value().copy_(source[p.key()]);
-}
-
-torch::Tensor Apply(const torch::nn::Linear& linear, const torch::Tensor& x) {
-  return x.to(torch::kFloat64).matmul(linear->weight.detach().to(torch::kFloat64).t());
-}
-
-void RandomizeNormWeights(llm::TransformerBlock& block) {
-  torch::NoGradGuard no_grad;
-  block->input_layernorm->weight.copy_(1.0 + 0.5 * torch::randn({C}));
-  block->post_attention_layernorm->weight.copy_(1.0 + 0.5 * torch::randn({C}));
 }
 
 // A minimal KV cache for the test: keeps every key and value seen so far along the time axis.

@@ -1,5 +1,7 @@
 // Lesson 04, basic: the core behaviour a first correct attempt must show.
 // Grade with:  ctest --preset default -R lesson04.basic
+#include "ffn_fixtures.h"
+
 #include <llm/common/testing.h>
 #include <llm/model/feed_forward.h>
 #include <llm/model/transformer_block.h>
@@ -10,51 +12,27 @@
 
 namespace {
 
+using lesson04::Apply;
+using lesson04::C;
+using lesson04::D;
+using lesson04::F;
+using lesson04::H;
+using lesson04::HandConfig;
+using lesson04::Hkv;
+using lesson04::RandomizeNormWeights;
+using lesson04::SetWeight;
+using lesson04::TinyConfig;
 using llm::testing::AllClose;
 using llm::testing::SeededTest;
 
-// Tiny named sizes: big enough to catch a transposed dimension, small enough to read a failure.
-// F is Llama's rule for C = 32, multiple_of = 8: floor(2 * 4 * 32 / 3) = 85, rounded up to 88.
-constexpr int64_t B = 2, T = 5, C = 32, H = 4, Hkv = 2, D = C / H, F = 88;
+// Tiny named sizes (the block's C, H, Hkv, D, F come from ffn_fixtures.h).
+constexpr int64_t B = 2, T = 5;
 
 class FeedForwardTest : public SeededTest {};
 class TransformerBlockTest : public SeededTest {};
 
-llm::ModelConfig TinyConfig(const std::string& mlp_type = "swiglu", double dropout = 0.0) {
-  llm::ModelConfig config;
-  config.vocab_size = 64;
-  config.hidden_size = C;
-  config.num_hidden_layers = 1;
-  config.num_attention_heads = H;
-  config.num_key_value_heads = Hkv;
-  config.max_position_embeddings = 64;
-  config.multiple_of = 8;
-  config.mlp_type = mlp_type;
-  config.dropout = dropout;
-  return config;
-}
-
-// The smallest valid config: C = 2 with one head (head_dim 2 is even, as RoPE needs), F set by hand.
-llm::ModelConfig HandConfig(const std::string& mlp_type, int64_t hidden) {
-  llm::ModelConfig config;
-  config.hidden_size = 2;
-  config.num_attention_heads = 1;
-  config.num_key_value_heads = 1;
-  config.intermediate_size = hidden;
-  config.mlp_type = mlp_type;
-  return config;
-}
-
-void SetWeight(torch::nn::Linear& linear, const torch::Tensor& weight) {
-  torch::NoGradGuard no_grad;
-  linear->weight.copy_(weight);
-}
-
-// Independent float64 references of the three formulas, built from the module's own weights and
-// with the activations written out (not torch::silu / torch::gelu).
-torch::Tensor Apply(const torch::nn::Linear& linear, const torch::Tensor& x) {
-  return x.to(torch::kFloat64).matmul(linear->weight.detach().to(torch::kFloat64).t());
-}
+// Independent float64 references of the three formulas, built from the module's own weights (Apply)
+// and with the activations written out (not torch::silu / torch::gelu).
 torch::Tensor Silu(const torch::Tensor& z) {
   return z * torch::sigmoid(z);
 }
@@ -78,13 +56,6 @@ torch::Tensor FeedForwardReference(llm::FeedForward& ff, const torch::Tensor& x)
 torch::Tensor RmsNormReference(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
   auto h = x.to(torch::kFloat64);
   return h / (h.pow(2).mean(-1, true) + eps).sqrt() * weight.detach().to(torch::kFloat64);
-}
-
-// Norm weights away from 1, so that using the wrong norm (or none) shows in the output.
-void RandomizeNormWeights(llm::TransformerBlock& block) {
-  torch::NoGradGuard no_grad;
-  block->input_layernorm->weight.copy_(1.0 + 0.5 * torch::randn({C}));
-  block->post_attention_layernorm->weight.copy_(1.0 + 0.5 * torch::randn({C}));
 }
 
 // What the sublayers write into the residual stream: zeroing their last matrix silences them.
