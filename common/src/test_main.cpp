@@ -41,6 +41,17 @@ bool StartsWith(const std::string& s, const std::string& prefix) {
   return s.compare(0, prefix.size(), prefix) == 0;
 }
 
+// A positive number of seconds, or exit(2) with a message naming where the bad value came from.
+double ParseSeconds(const char* text, const char* where) {
+  char* end = nullptr;
+  const double seconds = std::strtod(text, &end);
+  if (end == text || *end != '\0' || !(seconds > 0)) {
+    fmt::print(stderr, "{}: '{}' is not a positive number of seconds\n", where, text);
+    std::exit(2);
+  }
+  return seconds;
+}
+
 Options ParseOptions(int argc, char** argv) {
   Options options;
   for (int i = 1; i < argc; ++i) {
@@ -50,12 +61,7 @@ Options ParseOptions(int argc, char** argv) {
     } else if (StartsWith(arg, "--llm-results=")) {
       options.results_file = arg.substr(14);
     } else if (StartsWith(arg, "--llm-timeout=")) {
-      char* end = nullptr;
-      options.timeout_seconds = std::strtod(arg.c_str() + 14, &end);
-      if (*end != '\0' || options.timeout_seconds <= 0) {
-        fmt::print(stderr, "--llm-timeout: '{}' is not a positive number of seconds\n", arg.substr(14));
-        std::exit(2);
-      }
+      options.timeout_seconds = ParseSeconds(arg.c_str() + 14, "--llm-timeout");
     } else if (arg == "--llm-no-fork") {
       options.fork = false;
     } else {
@@ -67,12 +73,7 @@ Options ParseOptions(int argc, char** argv) {
     }
   }
   if (const char* env = std::getenv("LLM_TEST_TIMEOUT")) {  // the environment wins over --llm-timeout
-    char* end = nullptr;
-    options.timeout_seconds = std::strtod(env, &end);
-    if (*end != '\0' || options.timeout_seconds <= 0) {
-      fmt::print(stderr, "LLM_TEST_TIMEOUT: '{}' is not a positive number of seconds\n", env);
-      std::exit(2);
-    }
+    options.timeout_seconds = ParseSeconds(env, "LLM_TEST_TIMEOUT");
   }
   if (std::getenv("LLM_NO_FORK")) options.fork = false;
   return options;

@@ -1,13 +1,13 @@
 // Shared by lesson 01's test suites: where GPT-2's files and the golden ids are.
 #pragma once
 
+#include <llm/common/files.h>
 #include <llm/common/testing.h>
 
 #include <nlohmann/json.hpp>
 
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <string>
 
 namespace lesson01 {
@@ -31,14 +31,12 @@ inline ::testing::AssertionResult Gpt2FilesPresent() {
 
 // data/gpt2_golden.json: GPT-2 ids computed by npm tiktoken (scripts/make_gpt2_golden.js).
 inline nlohmann::json Golden() {
-  std::ifstream in(llm::testing::DataPath("gpt2_golden.json"));
-  return nlohmann::json::parse(in);
+  return nlohmann::json::parse(llm::read_file(llm::testing::DataPath("gpt2_golden.json")));
 }
 
+// The first max_bytes of a file; a missing file is an error that names it, not an empty text.
 inline std::string ReadText(const std::string& path, size_t max_bytes = std::string::npos) {
-  std::ifstream in(path, std::ios::binary);
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  return text.substr(0, max_bytes);
+  return llm::read_file(path).substr(0, max_bytes);
 }
 
 }  // namespace lesson01

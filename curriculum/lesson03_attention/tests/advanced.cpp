@@ -15,6 +15,7 @@
 namespace {
 
 using lesson03::C;
+using lesson03::ConcatStore;
 using lesson03::D;
 using lesson03::H;
 using lesson03::Hkv;
@@ -23,6 +24,7 @@ using lesson03::NaiveModule;
 using lesson03::RepeatKvRows;
 using lesson03::TinyConfig;
 using llm::testing::AllClose;
+using llm::testing::CopyParameters;
 using llm::testing::SeededTest;
 using llm::testing::ThrowsWith;
 
@@ -33,22 +35,6 @@ constexpr int64_t B = 2, Tq = 5, Tk = 7, T = 6;
 class CausalMaskAdvanced : public SeededTest {};
 class ScaledDotProductAdvanced : public SeededTest {};
 class AttentionAdvanced : public SeededTest {};
-
-void CopyParameters(const torch::nn::Module& from, torch::nn::Module& to) {
-  torch::NoGradGuard no_grad;
-  auto source = from.named_parameters();
-  for (auto& p : to.named_parameters()) p.value().copy_(source[p.key()]);
-}
-
-// The smallest possible KV cache: keep every step's keys and values and hand back all of them.
-struct ConcatStore : llm::KVStore {
-  torch::Tensor k, v;  // (B, Hkv, Tk, D)
-  std::pair<torch::Tensor, torch::Tensor> append(const torch::Tensor& k_new, const torch::Tensor& v_new) override {
-    k = k.defined() ? torch::cat({k, k_new}, 2) : k_new;
-    v = v.defined() ? torch::cat({v, v_new}, 2) : v_new;
-    return {k, v};
-  }
-};
 
 // --------------------------------------------------------------------------------- causal_mask
 

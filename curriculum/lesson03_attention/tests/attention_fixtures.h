@@ -1,5 +1,6 @@
 // Shared by lesson 03's suites: the module's sizes and a tiny configuration, independent float64
-// references of scaled dot-product attention and of the Attention module, and the GQA -> MHA weights.
+// references of scaled dot-product attention and of the Attention module, the GQA -> MHA weights,
+// and ConcatStore, the simplest KVStore (lesson 04's block tests use it too).
 #pragma once
 
 #include <llm/config/model_config.h>
@@ -7,6 +8,7 @@
 
 #include <cmath>
 #include <limits>
+#include <utility>
 #include <vector>
 
 namespace lesson03 {
@@ -93,5 +95,15 @@ inline torch::Tensor RepeatKvRows(const torch::Tensor& w, int64_t heads, int64_t
   for (int64_t h = 0; h < heads; ++h) rows.push_back(w.narrow(0, (h / (heads / kv_heads)) * d, d));
   return torch::cat(rows, 0);  // (H D, C)
 }
+
+// The smallest possible KV cache: keep every step's keys and values and hand back all of them.
+struct ConcatStore : llm::KVStore {
+  torch::Tensor k, v;  // (B, Hkv, Tk, D)
+  std::pair<torch::Tensor, torch::Tensor> append(const torch::Tensor& k_new, const torch::Tensor& v_new) override {
+    k = k.defined() ? torch::cat({k, k_new}, 2) : k_new;
+    v = v.defined() ? torch::cat({v, v_new}, 2) : v_new;
+    return {k, v};
+  }
+};
 
 }  // namespace lesson03

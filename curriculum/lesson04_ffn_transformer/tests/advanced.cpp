@@ -2,6 +2,7 @@
 // mistakes people really make (gate and up swapped, GPT-2's tanh GELU, dropout left on in eval,
 // the norm after the sublayer instead of before, offset or cache not passed to attention).
 // Grade with:  ctest --preset default -R lesson04.advanced
+#include "../../lesson03_attention/tests/attention_fixtures.h"
 #include "ffn_fixtures.h"
 
 #include <llm/common/testing.h>
@@ -16,6 +17,7 @@
 
 namespace {
 
+using lesson03::ConcatStore;  // the simplest KVStore, from lesson 03's tests
 using lesson04::Apply;
 using lesson04::C;
 using lesson04::F;
@@ -24,6 +26,7 @@ using lesson04::RandomizeNormWeights;
 using lesson04::SetWeight;
 using lesson04::TinyConfig;
 using llm::testing::AllClose;
+using llm::testing::CopyParameters;
 using llm::testing::SeededTest;
 
 // Tiny named sizes (the block's C and F come from ffn_fixtures.h).
@@ -31,23 +34,6 @@ constexpr int64_t B = 2, T = 6;
 
 class FeedForwardAdvanced : public SeededTest {};
 class TransformerBlockAdvanced : public SeededTest {};
-
-// Gives `to` the parameters of `from` (same architecture), so two modules differ only in options.
-void CopyParameters(const torch::nn::Module& from, torch::nn::Module& to) {
-  torch::NoGradGuard no_grad;
-  auto source = from.named_parameters();
-  for (auto& p : to.named_parameters()) p.value().copy_(source[p.key()]);
-}
-
-// A minimal KV cache for the test: keeps every key and value seen so far along the time axis.
-struct ConcatCache : llm::KVStore {
-  torch::Tensor keys, values;  // (B, Hkv, Tk, D)
-  std::pair<torch::Tensor, torch::Tensor> append(const torch::Tensor& k, const torch::Tensor& v) override {
-    keys = keys.defined() ? torch::cat({keys, k}, 2) : k;
-    values = values.defined() ? torch::cat({values, v}, 2) : v;
-    return {keys, values};
-  }
-};
 
 // ------------------------------------------------------------------------------------ FeedForward
 
@@ -342,7 +328,7 @@ TEST_F(TransformerBlockAdvanced, DecodingWithACacheMatchesTheFullForward) {
     auto x = torch::randn({B, T, C});
     auto full = block(x);
     ASSERT_EQ(full.sizes(), x.sizes());
-    ConcatCache cache;
+    ConcatStore cache;
     const torch::Tensor no_padding;
     const int64_t prompt = 2;
     std::vector<torch::Tensor> pieces = {block(x.narrow(1, 0, prompt), /*offset=*/0, no_padding, &cache)};

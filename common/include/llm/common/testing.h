@@ -80,6 +80,14 @@ template <typename Fn>
   return ::testing::AssertionFailure() << "no exception was thrown";
 }
 
+// Gives `to` the parameters of `from` (the same architecture), so two modules differ only in their
+// options, e.g. dropout on and off.
+inline void CopyParameters(const torch::nn::Module& from, torch::nn::Module& to) {
+  torch::NoGradGuard no_grad;
+  auto source = from.named_parameters();
+  for (auto& p : to.named_parameters()) p.value().copy_(source[p.key()]);
+}
+
 // A fixture that seeds torch's global generator, so every test starts from the same numbers.
 class SeededTest : public ::testing::Test {
  protected:

@@ -67,6 +67,13 @@ inline std::string join_names(const std::vector<std::string>& names) {
   return out;
 }
 
+// Throws ConfigError "<section>.<name> must be positive, got <value>" unless value > 0.
+inline void require_positive(const char* section, const char* name, int64_t value) {
+  if (value <= 0) {
+    throw ConfigError(std::string(section) + "." + name + " must be positive, got " + std::to_string(value));
+  }
+}
+
 template <typename Config>
 std::vector<std::string> field_names() {
   std::vector<std::string> names;

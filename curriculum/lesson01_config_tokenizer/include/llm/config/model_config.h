@@ -92,7 +92,8 @@ struct ModelConfig {
 
   // Throws ConfigError naming the first problem and what would be valid:
   //   - every size (vocab_size, hidden_size, num_hidden_layers, num_attention_heads,
-  //     num_key_value_heads, max_position_embeddings, multiple_of) is positive; intermediate_size >= 0
+  //     num_key_value_heads, max_position_embeddings, multiple_of) is positive (require_positive in
+  //     fields.h says so in the right words); intermediate_size >= 0
   //   - hidden_size is divisible by num_attention_heads (say which multiples of H are nearest)
   //   - num_attention_heads is divisible by num_key_value_heads
   //   - head_dim is even (RoPE rotates channel pairs)

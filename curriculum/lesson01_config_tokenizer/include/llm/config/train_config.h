@@ -70,7 +70,8 @@ struct TrainConfig {
 
   // Throws ConfigError naming the first problem and what would be valid:
   //   - batch_size, seq_len, grad_accum_steps, max_steps, eval_interval, eval_batches, log_interval,
-  //     checkpoint_interval positive; warmup_steps and threads >= 0; warmup_steps <= max_steps
+  //     checkpoint_interval positive (require_positive); warmup_steps and threads >= 0;
+  //     warmup_steps <= max_steps
   //   - learning_rate > 0, 0 <= min_lr <= learning_rate, weight_decay >= 0, grad_clip >= 0
   //   - beta1 and beta2 in [0, 1)
   //   - optimizer one of kOptimizers, dtype one of kDtypes

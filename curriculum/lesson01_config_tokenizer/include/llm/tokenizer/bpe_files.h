@@ -14,13 +14,13 @@
 // are passed in (GPT-2's r50k_base: {"<|endoftext|>": 50256}).
 #pragma once
 
+#include <llm/common/files.h>
 #include <llm/tokenizer/bpe_tokenizer.h>
 #include <llm/tokenizer/gpt2_bytes.h>
 
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <sstream>
 #include <stdexcept>
@@ -29,14 +29,6 @@
 #include <vector>
 
 namespace llm {
-
-inline std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error("cannot read '" + path + "'");
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 inline BpeTokenizer load_gpt2_files(const std::string& vocab_json_path, const std::string& merges_txt_path) {
   nlohmann::json json;
@@ -177,17 +169,8 @@ inline void save_gpt2_files(const BpeTokenizer& tokenizer, const std::string& di
   for (const auto& [a, b] : tokenizer.merges()) {
     merges += bytes_to_gpt2_text(tokenizer.token_bytes(a)) + " " + bytes_to_gpt2_text(tokenizer.token_bytes(b)) + "\n";
   }
-  auto write_atomically = [](const std::string& path, const std::string& text) {
-    const std::string tmp = path + ".tmp";
-    {
-      std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-      out << text;
-      if (!out.flush()) throw std::runtime_error("cannot write '" + tmp + "'");
-    }
-    fs::rename(tmp, path);
-  };
-  write_atomically(vocab_path, vocab.dump(/*indent=*/-1, ' ', /*ensure_ascii=*/false) + "\n");
-  write_atomically(merges_path, merges);
+  write_file_atomically(vocab_path, vocab.dump(/*indent=*/-1, ' ', /*ensure_ascii=*/false) + "\n");
+  write_file_atomically(merges_path, merges);
 }
 
 }  // namespace llm

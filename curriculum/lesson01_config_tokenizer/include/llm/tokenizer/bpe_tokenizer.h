@@ -115,9 +115,9 @@ class BpeTokenizer {
   // text -> ids. With allow_special (the default) the text of a special token becomes its id;
   // without, it is ordinary text (as GPT-2's own encoder treats it).
   std::vector<TokenId> encode(std::string_view text, bool allow_special = true) const {
-    // 1. If allow_special, cut the text at every occurrence of a special token: a SpecialTokenFinder
-    //    over special_names_ gives the next one (earliest first, longest on a tie) from a position.
-    //    The special becomes its id (special_ids_[match.index]); the text between is handled as below.
+    // 1. If allow_special, cut the text at every special token with split_at_special_tokens over
+    //    special_names_: special i becomes its id, special_ids_[i]; the text between is handled as
+    //    below. Without allow_special, the whole text is ordinary.
     // 2. Ordinary text: split it with pretokenizer_.split() and append encode_cached(piece) for
     //    every piece.
     LLM_TODO("lesson01: BpeTokenizer::encode(): cut out special tokens, pre-tokenize the rest, BPE every piece");

@@ -47,8 +47,8 @@ struct BpeTrainingOptions {
 // The distinct pieces of `text` (special tokens cut out first) with how often each occurs.
 inline std::unordered_map<std::string, int64_t> count_pieces(std::string_view text,
                                                              const std::vector<std::string>& special_tokens) {
-  // 1. Cut text at every occurrence of a special token (they are not trained on); SpecialTokenFinder
-  //    gives the next one from a position.
+  // 1. Cut text at every occurrence of a special token (they are not trained on):
+  //    split_at_special_tokens hands you the text between them.
   // 2. Split each remaining chunk with Gpt2PreTokenizer and count every piece.
   LLM_TODO("lesson01: count_pieces(): drop special tokens, pre-tokenize, count each distinct piece");
 }

@@ -108,24 +108,21 @@ struct ModelConfig {
 
   // Throws ConfigError naming the first problem and what would be valid:
   //   - every size (vocab_size, hidden_size, num_hidden_layers, num_attention_heads,
-  //     num_key_value_heads, max_position_embeddings, multiple_of) is positive; intermediate_size >= 0
+  //     num_key_value_heads, max_position_embeddings, multiple_of) is positive (require_positive in
+  //     fields.h says so in the right words); intermediate_size >= 0
   //   - hidden_size is divisible by num_attention_heads (say which multiples of H are nearest)
   //   - num_attention_heads is divisible by num_key_value_heads
   //   - head_dim is even (RoPE rotates channel pairs)
   //   - rope_theta > 0, rms_norm_eps > 0, 0 <= dropout < 1, mlp_type one of kMlpTypes
   void validate() const {
     // BEGIN SOLUTION: ModelConfig::validate(): positive sizes, H | C, Hkv | H, even head_dim, known mlp_type
-    auto positive = [](const char* name, int64_t value) {
-      if (value <= 0)
-        throw ConfigError(std::string("model.") + name + " must be positive, got " + std::to_string(value));
-    };
-    positive("vocab_size", vocab_size);
-    positive("hidden_size", hidden_size);
-    positive("num_hidden_layers", num_hidden_layers);
-    positive("num_attention_heads", num_attention_heads);
-    positive("num_key_value_heads", num_key_value_heads);
-    positive("max_position_embeddings", max_position_embeddings);
-    positive("multiple_of", multiple_of);
+    require_positive("model", "vocab_size", vocab_size);
+    require_positive("model", "hidden_size", hidden_size);
+    require_positive("model", "num_hidden_layers", num_hidden_layers);
+    require_positive("model", "num_attention_heads", num_attention_heads);
+    require_positive("model", "num_key_value_heads", num_key_value_heads);
+    require_positive("model", "max_position_embeddings", max_position_embeddings);
+    require_positive("model", "multiple_of", multiple_of);
     if (intermediate_size < 0) {
       throw ConfigError("model.intermediate_size must be >= 0 (0 = Llama's rule), got " +
                         std::to_string(intermediate_size));

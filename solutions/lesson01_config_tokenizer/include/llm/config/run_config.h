@@ -10,6 +10,7 @@
 // Saving writes every field (no preset key), so a saved file reproduces the run on its own.
 #pragma once
 
+#include <llm/common/files.h>
 #include <llm/common/todo.h>
 #include <llm/config/fields.h>
 #include <llm/config/model_config.h>
@@ -17,10 +18,7 @@
 
 #include <yaml-cpp/yaml.h>
 
-#include <cstdio>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <string>
 
 namespace llm {
@@ -70,11 +68,13 @@ inline RunConfig parse_run_config(const std::string& yaml_text, const std::strin
 }
 
 inline RunConfig load_run_config(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw ConfigError("cannot read config file '" + path + "'");
-  std::stringstream text;
-  text << in.rdbuf();
-  return parse_run_config(text.str(), path);
+  std::string text;
+  try {
+    text = read_file(path);
+  } catch (const std::runtime_error&) {
+    throw ConfigError("cannot read config file '" + path + "'");
+  }
+  return parse_run_config(text, path);
 }
 
 inline std::string to_yaml_string(const RunConfig& config) {
@@ -93,13 +93,11 @@ inline void save_run_config(const RunConfig& config, const std::string& path, bo
   if (!overwrite && fs::exists(path)) {
     throw ConfigError("'" + path + "' already exists; refusing to overwrite it (pass overwrite / --force)");
   }
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << to_yaml_string(config);
-    if (!out.flush()) throw ConfigError("cannot write '" + tmp + "'");
+  try {
+    write_file_atomically(path, to_yaml_string(config));
+  } catch (const std::runtime_error& e) {
+    throw ConfigError(e.what());
   }
-  fs::rename(tmp, path);
 }
 
 }  // namespace llm

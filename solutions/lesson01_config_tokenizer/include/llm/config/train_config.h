@@ -70,24 +70,21 @@ struct TrainConfig {
 
   // Throws ConfigError naming the first problem and what would be valid:
   //   - batch_size, seq_len, grad_accum_steps, max_steps, eval_interval, eval_batches, log_interval,
-  //     checkpoint_interval positive; warmup_steps and threads >= 0; warmup_steps <= max_steps
+  //     checkpoint_interval positive (require_positive); warmup_steps and threads >= 0;
+  //     warmup_steps <= max_steps
   //   - learning_rate > 0, 0 <= min_lr <= learning_rate, weight_decay >= 0, grad_clip >= 0
   //   - beta1 and beta2 in [0, 1)
   //   - optimizer one of kOptimizers, dtype one of kDtypes
   void validate() const {
     // BEGIN SOLUTION: TrainConfig::validate(): positive counts, 0 <= min_lr <= lr, betas in [0, 1), known names
-    auto positive = [](const char* name, int64_t value) {
-      if (value <= 0)
-        throw ConfigError(std::string("train.") + name + " must be positive, got " + std::to_string(value));
-    };
-    positive("batch_size", batch_size);
-    positive("seq_len", seq_len);
-    positive("grad_accum_steps", grad_accum_steps);
-    positive("max_steps", max_steps);
-    positive("eval_interval", eval_interval);
-    positive("eval_batches", eval_batches);
-    positive("log_interval", log_interval);
-    positive("checkpoint_interval", checkpoint_interval);
+    require_positive("train", "batch_size", batch_size);
+    require_positive("train", "seq_len", seq_len);
+    require_positive("train", "grad_accum_steps", grad_accum_steps);
+    require_positive("train", "max_steps", max_steps);
+    require_positive("train", "eval_interval", eval_interval);
+    require_positive("train", "eval_batches", eval_batches);
+    require_positive("train", "log_interval", log_interval);
+    require_positive("train", "checkpoint_interval", checkpoint_interval);
     if (threads < 0) throw ConfigError("train.threads must be >= 0 (0 = every core), got " + std::to_string(threads));
     if (warmup_steps < 0 || warmup_steps > max_steps) {
       throw ConfigError("train.warmup_steps must be in [0, max_steps = " + std::to_string(max_steps) + "], got " +

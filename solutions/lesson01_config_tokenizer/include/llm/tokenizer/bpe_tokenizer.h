@@ -141,9 +141,9 @@ class BpeTokenizer {
   // text -> ids. With allow_special (the default) the text of a special token becomes its id;
   // without, it is ordinary text (as GPT-2's own encoder treats it).
   std::vector<TokenId> encode(std::string_view text, bool allow_special = true) const {
-    // 1. If allow_special, cut the text at every occurrence of a special token: a SpecialTokenFinder
-    //    over special_names_ gives the next one (earliest first, longest on a tie) from a position.
-    //    The special becomes its id (special_ids_[match.index]); the text between is handled as below.
+    // 1. If allow_special, cut the text at every special token with split_at_special_tokens over
+    //    special_names_: special i becomes its id, special_ids_[i]; the text between is handled as
+    //    below. Without allow_special, the whole text is ordinary.
     // 2. Ordinary text: split it with pretokenizer_.split() and append encode_cached(piece) for
     //    every piece.
     // BEGIN SOLUTION: BpeTokenizer::encode(): cut out special tokens, pre-tokenize the rest, BPE every piece
@@ -154,16 +154,11 @@ class BpeTokenizer {
         ids.insert(ids.end(), piece_ids.begin(), piece_ids.end());
       }
     };
-    size_t start = 0;
-    if (allow_special && !special_names_.empty()) {
-      SpecialTokenFinder finder(text, special_names_);
-      for (auto match = finder.next(0); match.pos != std::string_view::npos; match = finder.next(start)) {
-        encode_ordinary(text.substr(start, match.pos - start));
-        ids.push_back(special_ids_[match.index]);
-        start = match.pos + match.length;
-      }
+    if (allow_special) {
+      split_at_special_tokens(text, special_names_, encode_ordinary, [&](size_t i) { ids.push_back(special_ids_[i]); });
+    } else {
+      encode_ordinary(text);
     }
-    if (start < text.size()) encode_ordinary(text.substr(start));
     return ids;
     // END SOLUTION
   }

@@ -47,8 +47,8 @@ struct BpeTrainingOptions {
 // The distinct pieces of `text` (special tokens cut out first) with how often each occurs.
 inline std::unordered_map<std::string, int64_t> count_pieces(std::string_view text,
                                                              const std::vector<std::string>& special_tokens) {
-  // 1. Cut text at every occurrence of a special token (they are not trained on); SpecialTokenFinder
-  //    gives the next one from a position.
+  // 1. Cut text at every occurrence of a special token (they are not trained on):
+  //    split_at_special_tokens hands you the text between them.
   // 2. Split each remaining chunk with Gpt2PreTokenizer and count every piece.
   // BEGIN SOLUTION: count_pieces(): drop special tokens, pre-tokenize, count each distinct piece
   Gpt2PreTokenizer pretokenizer;
@@ -56,13 +56,7 @@ inline std::unordered_map<std::string, int64_t> count_pieces(std::string_view te
   auto count_chunk = [&](std::string_view chunk) {
     for (std::string_view piece : pretokenizer.split(chunk)) ++counts[std::string(piece)];
   };
-  size_t start = 0;
-  SpecialTokenFinder finder(text, special_tokens);
-  for (auto match = finder.next(0); match.pos != std::string_view::npos; match = finder.next(start)) {
-    count_chunk(text.substr(start, match.pos - start));
-    start = match.pos + match.length;
-  }
-  if (start < text.size()) count_chunk(text.substr(start));
+  split_at_special_tokens(text, special_tokens, count_chunk, [](size_t) {});
   return counts;
   // END SOLUTION
 }
