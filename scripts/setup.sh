@@ -2,7 +2,8 @@
 # Installs everything the project needs on Debian 12 (bookworm), idempotently: a second run on a
 # ready machine changes nothing and takes about a second.
 #
-#   - the toolchain (clang, lld, ninja, cmake) and LibTorch 1.13 (CPU) from Debian
+#   - the toolchain (clang, lld, ninja, cmake) and LibTorch 1.13 (CPU) from Debian; clang's sanitizer
+#     runtimes (libclang-rt-14-dev) are only "recommended" by clang, so they are named explicitly
 #   - OpenBLAS: without it Debian's LibTorch multiplies matrices with the reference BLAS, about 60x
 #     slower (measured on the project's machine); libopenblas0-openmp takes over the libblas.so.3 alternative, no rebuild
 #   - GoogleTest, fmt, yaml-cpp, nlohmann-json, CLI11, PCRE2 (GPT-2's pre-tokenizer regex), benchmark
@@ -20,6 +21,7 @@ fi
 
 PACKAGES=(
   build-essential cmake ninja-build clang lld clang-format pkg-config git ca-certificates python3 nodejs npm
+  libclang-rt-14-dev
   libtorch-dev libopenblas0-openmp
   libgtest-dev libgmock-dev libbenchmark-dev
   libfmt-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libpcre2-dev
