@@ -23,7 +23,8 @@
 // rows of q_proj/k_proj when it converts Meta's checkpoints. A model is only consistent with itself.
 //
 // For decoding with a KV cache (lesson 05) a new token sits at position `offset`, not 0: apply()
-// takes that offset and uses the angles of positions offset .. offset + T - 1.
+// takes that offset and uses the angles of positions offset .. offset + T - 1. Packed training
+// (lesson 06) gives every token its own position instead: apply() also takes a tensor of positions.
 #pragma once
 
 #include <llm/common/todo.h>
@@ -57,13 +58,20 @@ class RotaryEmbedding {
     //    and offset >= 0 and offset + T <= max_len, naming the positions asked for and the cache:
     //    "positions 6..9 requested but only 0..7 are cached (max_len = 8)".
     // 2. c, s = cos_, sin_ rows offset .. offset + T - 1               // (T, D/2), broadcast over B, H
-    // 3. Split x (in float32) into the two members of each pair:
-    //      kHalf:        a = x[..., :D/2],  b = x[..., D/2:]
-    //      kInterleaved: a = x[..., 0::2],  b = x[..., 1::2]
-    // 4. Rotate: a' = a c - b s,  b' = b c + a s
-    // 5. Put a', b' back where a, b came from (cat for kHalf; stack on a new last dim and flatten for
-    //    kInterleaved) and cast to x's dtype.
-    LLM_TODO("lesson02: RotaryEmbedding::apply(): rotate each channel pair (a, b) by t * w_i");
+    // 3. return rotate(x, c, s)
+    LLM_TODO("lesson02: RotaryEmbedding::apply(offset): the table rows of positions offset .. offset+T-1, then rotate");
+  }
+
+  // Every token at its own position: x (B, H, T, D), positions (B, T) or (T,) integer ids in
+  // [0, max_len) -> (B, H, T, D). Packed training (lesson 06) restarts positions at 0 in every
+  // document of a row, so position is no longer a function of the column.
+  torch::Tensor apply(const torch::Tensor& x, const torch::Tensor& positions) const {
+    // 1. Check x as above, positions integer of shape (B, T) or (T,) with x's B and T, and every
+    //    position in [0, max_len): "position 9 is outside the cached 0..7 (max_len = 8)".
+    // 2. c = cos_ rows at the positions: index_select(0, positions.flatten()), viewed as
+    //    (B, 1, T, D/2) for (B, T) positions (broadcast over heads) or (T, D/2) for (T,); s likewise.
+    // 3. return rotate(x, c, s)
+    LLM_TODO("lesson02: RotaryEmbedding::apply(positions): gather the table rows of every token's position, then rotate");
   }
 
   int64_t head_dim() const { return head_dim_; }
@@ -74,6 +82,22 @@ class RotaryEmbedding {
   const torch::Tensor& sin() const { return sin_; }  // (L, D/2)
 
  private:
+  void check_shape(const torch::Tensor& x) const {
+    TORCH_CHECK(x.dim() == 4 && x.size(3) == head_dim_, "RotaryEmbedding: expected x of shape (B, H, T, ", head_dim_,
+                "), got ", x.sizes());
+  }
+
+  // x: (B, H, T, D); c, s: the cos and sin of every token's angles, broadcastable to (B, H, T, D/2).
+  torch::Tensor rotate(const torch::Tensor& x, const torch::Tensor& c, const torch::Tensor& s) const {
+    // 1. Split x (in float32) into the two members of each pair:
+    //      kHalf:        a = x[..., :D/2],  b = x[..., D/2:]
+    //      kInterleaved: a = x[..., 0::2],  b = x[..., 1::2]
+    // 2. Rotate: a' = a c - b s,  b' = b c + a s
+    // 3. Put a', b' back where a, b came from (cat for kHalf; stack on a new last dim and flatten for
+    //    kInterleaved) and cast to x's dtype.
+    LLM_TODO("lesson02: RotaryEmbedding::rotate(): rotate each channel pair (a, b) by its angle");
+  }
+
   int64_t head_dim_;
   int64_t max_len_;
   double theta_;

@@ -43,13 +43,13 @@ struct TransformerBlockImpl : torch::nn::Module {
     mlp = register_module("mlp", FeedForward(config));
   }
 
-  // x: (B, T, C) -> (B, T, C); offset, key_padding_mask and cache are passed to attention.
+  // x: (B, T, C) -> (B, T, C); offset, key_padding_mask, cache and position_ids are passed to attention.
   torch::Tensor forward(const torch::Tensor& x, int64_t offset = 0, const torch::Tensor& key_padding_mask = {},
-                        KVStore* cache = nullptr) {
+                        KVStore* cache = nullptr, const torch::Tensor& position_ids = {}) {
     // Pre-norm:  h = x + attn(norm1(x));   out = h + mlp(norm2(h))
     // Post-norm: h = norm1(x + attn(x));   out = norm2(h + mlp(h))
     // norm1 = input_layernorm, norm2 = post_attention_layernorm; attn = self_attn(., offset,
-    // key_padding_mask, cache).
+    // key_padding_mask, cache, position_ids).
     LLM_TODO("lesson04: TransformerBlock::forward(): residual around attention, then around the MLP (pre- or post-norm)");
   }
 

@@ -23,7 +23,8 @@
 // rows of q_proj/k_proj when it converts Meta's checkpoints. A model is only consistent with itself.
 //
 // For decoding with a KV cache (lesson 05) a new token sits at position `offset`, not 0: apply()
-// takes that offset and uses the angles of positions offset .. offset + T - 1.
+// takes that offset and uses the angles of positions offset .. offset + T - 1. Packed training
+// (lesson 06) gives every token its own position instead: apply() also takes a tensor of positions.
 #pragma once
 
 #include <llm/common/todo.h>
@@ -70,20 +71,69 @@ class RotaryEmbedding {
     //    and offset >= 0 and offset + T <= max_len, naming the positions asked for and the cache:
     //    "positions 6..9 requested but only 0..7 are cached (max_len = 8)".
     // 2. c, s = cos_, sin_ rows offset .. offset + T - 1               // (T, D/2), broadcast over B, H
-    // 3. Split x (in float32) into the two members of each pair:
-    //      kHalf:        a = x[..., :D/2],  b = x[..., D/2:]
-    //      kInterleaved: a = x[..., 0::2],  b = x[..., 1::2]
-    // 4. Rotate: a' = a c - b s,  b' = b c + a s
-    // 5. Put a', b' back where a, b came from (cat for kHalf; stack on a new last dim and flatten for
-    //    kInterleaved) and cast to x's dtype.
-    // BEGIN SOLUTION: RotaryEmbedding::apply(): rotate each channel pair (a, b) by t * w_i
-    TORCH_CHECK(x.dim() == 4 && x.size(3) == head_dim_, "RotaryEmbedding: expected x of shape (B, H, T, ", head_dim_,
-                "), got ", x.sizes());
+    // 3. return rotate(x, c, s)
+    // BEGIN SOLUTION: RotaryEmbedding::apply(offset): the table rows of positions offset .. offset+T-1, then rotate
+    check_shape(x);
     const int64_t T = x.size(2);
     TORCH_CHECK(offset >= 0 && offset + T <= max_len_, "RotaryEmbedding: positions ", offset, "..", offset + T - 1,
                 " requested but only 0..", max_len_ - 1, " are cached (max_len = ", max_len_, ")");
-    auto c = cos_.narrow(0, offset, T);  // (T, D/2)
-    auto s = sin_.narrow(0, offset, T);  // (T, D/2)
+    return rotate(x, cos_.narrow(0, offset, T), sin_.narrow(0, offset, T));  // (T, D/2) angles
+    // END SOLUTION
+  }
+
+  // Every token at its own position: x (B, H, T, D), positions (B, T) or (T,) integer ids in
+  // [0, max_len) -> (B, H, T, D). Packed training (lesson 06) restarts positions at 0 in every
+  // document of a row, so position is no longer a function of the column.
+  torch::Tensor apply(const torch::Tensor& x, const torch::Tensor& positions) const {
+    // 1. Check x as above, positions integer of shape (B, T) or (T,) with x's B and T, and every
+    //    position in [0, max_len): "position 9 is outside the cached 0..7 (max_len = 8)".
+    // 2. c = cos_ rows at the positions: index_select(0, positions.flatten()), viewed as
+    //    (B, 1, T, D/2) for (B, T) positions (broadcast over heads) or (T, D/2) for (T,); s likewise.
+    // 3. return rotate(x, c, s)
+    // BEGIN SOLUTION: RotaryEmbedding::apply(positions): gather the table rows of every token's position, then rotate
+    check_shape(x);
+    const int64_t B = x.size(0), T = x.size(2);
+    TORCH_CHECK(!torch::isFloatingType(positions.scalar_type()) && positions.scalar_type() != torch::kBool,
+                "RotaryEmbedding: positions must be an integer tensor, got ", positions.scalar_type());
+    const bool per_row = positions.dim() == 2;
+    TORCH_CHECK((per_row && positions.size(0) == B && positions.size(1) == T) ||
+                    (positions.dim() == 1 && positions.size(0) == T),
+                "RotaryEmbedding: positions must be (B, T) = (", B, ", ", T, ") or (T,), got ", positions.sizes());
+    if (positions.numel() > 0) {
+      const int64_t lo = positions.min().item<int64_t>(), hi = positions.max().item<int64_t>();
+      TORCH_CHECK(lo >= 0 && hi < max_len_, "RotaryEmbedding: position ", lo < 0 ? lo : hi,
+                  " is outside the cached 0..", max_len_ - 1, " (max_len = ", max_len_, ")");
+    }
+    auto flat = positions.flatten().to(torch::kLong);
+    const int64_t half = head_dim_ / 2;
+    auto c = cos_.index_select(0, flat), s = sin_.index_select(0, flat);  // (B T, D/2) or (T, D/2)
+    if (per_row) c = c.view({B, 1, T, half}), s = s.view({B, 1, T, half});
+    return rotate(x, c, s);
+    // END SOLUTION
+  }
+
+  int64_t head_dim() const { return head_dim_; }
+  int64_t max_len() const { return max_len_; }
+  double theta() const { return theta_; }
+  RopePairing pairing() const { return pairing_; }
+  const torch::Tensor& cos() const { return cos_; }  // (L, D/2)
+  const torch::Tensor& sin() const { return sin_; }  // (L, D/2)
+
+ private:
+  void check_shape(const torch::Tensor& x) const {
+    TORCH_CHECK(x.dim() == 4 && x.size(3) == head_dim_, "RotaryEmbedding: expected x of shape (B, H, T, ", head_dim_,
+                "), got ", x.sizes());
+  }
+
+  // x: (B, H, T, D); c, s: the cos and sin of every token's angles, broadcastable to (B, H, T, D/2).
+  torch::Tensor rotate(const torch::Tensor& x, const torch::Tensor& c, const torch::Tensor& s) const {
+    // 1. Split x (in float32) into the two members of each pair:
+    //      kHalf:        a = x[..., :D/2],  b = x[..., D/2:]
+    //      kInterleaved: a = x[..., 0::2],  b = x[..., 1::2]
+    // 2. Rotate: a' = a c - b s,  b' = b c + a s
+    // 3. Put a', b' back where a, b came from (cat for kHalf; stack on a new last dim and flatten for
+    //    kInterleaved) and cast to x's dtype.
+    // BEGIN SOLUTION: RotaryEmbedding::rotate(): rotate each channel pair (a, b) by its angle
     auto h = x.to(torch::kFloat32);
     const int64_t half = head_dim_ / 2;
     torch::Tensor out;
@@ -100,14 +150,6 @@ class RotaryEmbedding {
     // END SOLUTION
   }
 
-  int64_t head_dim() const { return head_dim_; }
-  int64_t max_len() const { return max_len_; }
-  double theta() const { return theta_; }
-  RopePairing pairing() const { return pairing_; }
-  const torch::Tensor& cos() const { return cos_; }  // (L, D/2)
-  const torch::Tensor& sin() const { return sin_; }  // (L, D/2)
-
- private:
   int64_t head_dim_;
   int64_t max_len_;
   double theta_;

@@ -58,11 +58,16 @@ struct AttentionImpl : torch::nn::Module {
   //   offset            position of x's first token (RoPE), = tokens already in the cache
   //   key_padding_mask  (B, Tk) bool, true for real tokens, false for padding; Tk = offset + T with a cache
   //   cache             where this layer's keys and values are kept across calls (lesson 05), or nullptr
+  //   position_ids      (B, T) integer, each token's position in its document (packed rows, lesson 06):
+  //                     RoPE uses them, and attention stays inside each document. Training only:
+  //                     not with a cache or an offset.
   torch::Tensor forward(const torch::Tensor& x, int64_t offset = 0, const torch::Tensor& key_padding_mask = {},
-                        KVStore* cache = nullptr) {
+                        KVStore* cache = nullptr, const torch::Tensor& position_ids = {}) {
     // 1. Check x is (B, T, C) with C = H * D.
     // 2. Project and split heads: q (B, H, T, D); k, v (B, Hkv, T, D)  (view, then transpose(1, 2)).
-    // 3. RoPE on q and k at positions offset .. offset + T - 1 (rope.apply(t, offset)).
+    // 3. RoPE on q and k at positions offset .. offset + T - 1 (rope.apply(t, offset)); with
+    //    position_ids, at those positions instead (rope.apply(t, position_ids); check there is no
+    //    cache and offset is 0: packed rows are for training).
     // 4. With a cache: std::tie(k, v) = cache->append(k, v): now (B, Hkv, Tk, D).
     // 5. Repeat each kv head G = H / Hkv times along dim 1, so query head h meets kv head h / G:
     //    (B, Hkv, Tk, D) -> unsqueeze(2) -> expand (B, Hkv, G, Tk, D) -> reshape (B, H, Tk, D).
@@ -71,6 +76,7 @@ struct AttentionImpl : torch::nn::Module {
     // 6. mask = causal_mask(T, Tk), and with a padding mask also "& key_padding_mask[b, j]"
     //    (broadcast as (B, 1, 1, Tk)). Check the padding mask is (B, Tk). (With T == 1 the causal
     //    mask is all true and may be skipped: that is most of a decoding step's masking cost.)
+    //    With position_ids the mask is document_causal_mask(position_ids) instead of causal_mask.
     // 7. scaled_dot_product_attention with dropout while training (is_training()); keep the weights
     //    in last_weights if store_weights.
     // 8. Merge heads: (B, H, T, D) -> (B, T, H * D), then o_proj.
@@ -81,8 +87,15 @@ struct AttentionImpl : torch::nn::Module {
     auto q = q_proj(x).view({B, T, num_heads, head_dim}).transpose(1, 2);     // (B, H, T, D)
     auto k = k_proj(x).view({B, T, num_kv_heads, head_dim}).transpose(1, 2);  // (B, Hkv, T, D)
     auto v = v_proj(x).view({B, T, num_kv_heads, head_dim}).transpose(1, 2);  // (B, Hkv, T, D)
-    q = rope.apply(q, offset);
-    k = rope.apply(k, offset);
+    if (position_ids.defined()) {
+      TORCH_CHECK(cache == nullptr && offset == 0,
+                  "Attention: position_ids are for packed training rows, not with a KV cache or an offset");
+      q = rope.apply(q, position_ids);
+      k = rope.apply(k, position_ids);
+    } else {
+      q = rope.apply(q, offset);
+      k = rope.apply(k, offset);
+    }
     if (cache != nullptr) std::tie(k, v) = cache->append(k, v);  // (B, Hkv, Tk, D)
     const int64_t Tk = k.size(2);
     const int64_t groups = num_heads / num_kv_heads;
@@ -94,7 +107,9 @@ struct AttentionImpl : torch::nn::Module {
       v = repeat_kv(v);  // (B, H, Tk, D)
     }
     // One new query (decoding) may see every key: its causal mask is all true, so skip it.
-    torch::Tensor mask = T > 1 ? causal_mask(T, Tk, x.device()).view({1, 1, T, Tk}) : torch::Tensor();
+    torch::Tensor mask = position_ids.defined() ? document_causal_mask(position_ids)  // (B, 1, T, T)
+                         : T > 1                ? causal_mask(T, Tk, x.device()).view({1, 1, T, Tk})
+                                                : torch::Tensor();
     if (key_padding_mask.defined()) {
       TORCH_CHECK(key_padding_mask.dim() == 2 && key_padding_mask.size(0) == B && key_padding_mask.size(1) == Tk,
                   "Attention: key_padding_mask must be (B, Tk) = (", B, ", ", Tk, "), got ", key_padding_mask.sizes());

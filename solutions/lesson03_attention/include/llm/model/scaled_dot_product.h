@@ -40,6 +40,26 @@ inline torch::Tensor causal_mask(int64_t Tq, int64_t Tk, torch::Device device = 
   // END SOLUTION
 }
 
+// Packed rows (lesson 06) hold several documents, and position_ids restart at 0 where each one
+// begins: row [a0 a1 a2 b0 b1] has position_ids [0 1 2 0 1]. A token may attend to a key only if
+// it is causal *and* in the same document, so no document sees another:
+//   document[b, t] = (number of zeros in position_ids[b, 0..t]) - 1     which document t is in
+//   mask[b, i, j]  = j <= i  and  document[b, i] == document[b, j]       (B, 1, T, T) bool
+inline torch::Tensor document_causal_mask(const torch::Tensor& position_ids) {
+  // 1. Check position_ids is (B, T).
+  // 2. document = cumsum(position_ids == 0, dim 1)                       (B, T)
+  // 3. same = document[:, :, None] == document[:, None, :]               (B, T, T)
+  // 4. return (same & causal_mask(T, T)) viewed as (B, 1, T, T).
+  // BEGIN SOLUTION: document_causal_mask(): causal and within the same document, documents starting where position_ids == 0
+  TORCH_CHECK(position_ids.dim() == 2, "document_causal_mask: position_ids must be (B, T), got ", position_ids.sizes());
+  const int64_t B = position_ids.size(0), T = position_ids.size(1);
+  auto document = position_ids.eq(0).cumsum(1);                 // (B, T)
+  auto same = document.unsqueeze(2).eq(document.unsqueeze(1));  // (B, T, T)
+  auto mask = same.logical_and(causal_mask(T, T, position_ids.device()));
+  return mask.view({B, 1, T, T});
+  // END SOLUTION
+}
+
 struct AttentionOutput {
   torch::Tensor out;      // (B, H, Tq, Dv), q's dtype
   torch::Tensor weights;  // (B, H, Tq, Tk) float32, only when return_weights

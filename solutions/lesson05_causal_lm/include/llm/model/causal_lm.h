@@ -47,13 +47,14 @@ struct LlamaModelImpl : torch::nn::Module {
 
   // ids: (B, T) -> hidden states (B, T, C) after the final norm.
   torch::Tensor forward(const torch::Tensor& ids, int64_t offset = 0, const torch::Tensor& key_padding_mask = {},
-                        KVCache* cache = nullptr) {
+                        KVCache* cache = nullptr, const torch::Tensor& position_ids = {}) {
     // h = embed_tokens(ids); for each layer i: h = layer(h, offset, key_padding_mask, cache ? &cache->layer(i)
-    // : nullptr); return norm(h). (layers[i]->as<TransformerBlock>() gives block i.)
+    // : nullptr, position_ids); return norm(h). (layers[i]->as<TransformerBlock>() gives block i.)
     // BEGIN SOLUTION: LlamaModel::forward(): embed, every block in order (with its cache layer), final norm
     auto h = embed_tokens(ids);  // (B, T, C)
     for (size_t i = 0; i < layers->size(); ++i) {
-      h = layers[i]->as<TransformerBlock>()->forward(h, offset, key_padding_mask, cache ? &cache->layer(i) : nullptr);
+      h = layers[i]->as<TransformerBlock>()->forward(h, offset, key_padding_mask, cache ? &cache->layer(i) : nullptr,
+                                                     position_ids);
     }
     return norm(h);  // (B, T, C)
     // END SOLUTION
@@ -103,13 +104,14 @@ struct CausalLMImpl : torch::nn::Module {
     // END SOLUTION
   }
 
-  // ids: (B, T) int64 -> logits (B, T, V) float32. offset, key_padding_mask, cache: see Attention.
+  // ids: (B, T) int64 -> logits (B, T, V) float32. offset, key_padding_mask, cache, position_ids: see
+  // Attention.
   torch::Tensor forward(const torch::Tensor& ids, int64_t offset = 0, const torch::Tensor& key_padding_mask = {},
-                        KVCache* cache = nullptr) {
+                        KVCache* cache = nullptr, const torch::Tensor& position_ids = {}) {
     // 1. Check ids is (B, T) and offset + T <= max_position_embeddings (name both). With a cache, the
     //    offset must equal cache->length(): the new tokens continue exactly where the cache ends
     //    ("offset 3 but the KV cache holds 5 positions").
-    // 2. h = model(ids, offset, key_padding_mask, cache)                          (B, T, C)
+    // 2. h = model(ids, offset, key_padding_mask, cache, position_ids)            (B, T, C)
     // 3. logits = lm_head(h), or h @ embed_tokens.weight^T when tied               (B, T, V)
     // 4. Return the logits in float32 (the softmax that follows wants the precision).
     // BEGIN SOLUTION: CausalLM::forward(): model, then lm_head (or the tied embedding), logits in fp32
@@ -118,7 +120,7 @@ struct CausalLMImpl : torch::nn::Module {
                 offset + ids.size(1) - 1, " requested but max_position_embeddings is ", config.max_position_embeddings);
     TORCH_CHECK(cache == nullptr || offset == cache->length(), "CausalLM: offset ", offset, " but the KV cache holds ",
                 cache == nullptr ? 0 : cache->length(), " positions; new tokens must continue where the cache ends");
-    auto h = model(ids, offset, key_padding_mask, cache);  // (B, T, C)
+    auto h = model(ids, offset, key_padding_mask, cache, position_ids);  // (B, T, C)
     auto logits = config.tie_word_embeddings ? torch::matmul(h, model->embed_tokens->weight.t()) : lm_head(h);
     return logits.to(torch::kFloat32);  // (B, T, V)
     // END SOLUTION
