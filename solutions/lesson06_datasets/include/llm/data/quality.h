@@ -1,0 +1,232 @@
+// Lesson 06 - a quality classifier: a hashed n-gram linear model that a CPU trains in seconds.
+//
+// Shapes: B documents per batch, F features of one document, E the embedding width, K buckets.
+//
+// Rules (filters.h) catch what someone thought of; a classifier learns what good text looks like
+// from examples. CS336's assignment 4 trains fastText (Joulin et al. 2017, "Bag of Tricks for
+// Efficient Text Classification") on Wikipedia-linked pages against random Common Crawl. Here the
+// positives are the built-in prose and the negatives generated junk (shuffled words, boilerplate,
+// repeated lines, random characters), and the model is fastText's:
+//
+//     features(doc)  = hashed word unigrams and bigrams, each mod K             (F,) ids in [0, K)
+//     h              = mean of the features' embeddings                           (E,)
+//     score          = sigmoid(w . h + b)                                         in [0, 1]
+//
+// fastText hashes words with FNV-1a (32-bit: offset 2166136261, prime 16777619) and a bigram (u, v)
+// as h(u) * 116049371 + h(v) (fastText's dictionary.cc addWordNgrams), then takes it mod the
+// bucket count; here unigrams and bigrams share one table of K buckets. Words: lowercased
+// whitespace-separated tokens (split_words). Training: binary cross-entropy, Adam (lesson 07
+// writes optimizers; this one is LibTorch's), a few epochs over shuffled mini-batches.
+//
+// Evaluation: AUC, the probability that a random positive scores above a random negative (ties
+// count one half): 1 separates perfectly, 0.5 is chance. It needs no threshold.
+#pragma once
+
+#include <llm/common/todo.h>
+#include <llm/data/filters.h>
+#include <llm/data/pretrain_batches.h>
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <numeric>
+#include <string>
+#include <vector>
+
+namespace llm {
+
+inline uint32_t fnv1a32(std::string_view s) {
+  uint32_t h = 2166136261u;
+  for (unsigned char c : s) h = (h ^ c) * 16777619u;
+  return h;
+}
+
+// The hashed unigram and bigram ids of a text, in order: every word, then every adjacent pair.
+inline std::vector<int64_t> hashed_features(std::string_view text, int64_t buckets) {
+  // 1. words = split_words(text), each lowercased (ASCII).
+  // 2. unigram i: fnv1a32(word_i) mod buckets.
+  // 3. bigram (i, i+1): (uint64(fnv1a32(word_i)) * 116049371 + fnv1a32(word_{i+1})) mod buckets.
+  // A text without words has no features.
+  // BEGIN SOLUTION: hashed_features(): FNV-1a of every lowercased word, and fastText's bigram hash, mod the buckets
+  std::vector<uint32_t> hashes;
+  for (auto w : split_words(text)) {
+    std::string lower(w);
+    std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+    hashes.push_back(fnv1a32(lower));
+  }
+  std::vector<int64_t> features;
+  features.reserve(2 * hashes.size());
+  const uint64_t k = static_cast<uint64_t>(buckets);
+  for (uint32_t h : hashes) features.push_back(static_cast<int64_t>(h % k));
+  for (size_t i = 0; i + 1 < hashes.size(); ++i) {
+    const uint64_t bigram = static_cast<uint64_t>(hashes[i]) * 116049371ull + hashes[i + 1];
+    features.push_back(static_cast<int64_t>(bigram % k));
+  }
+  return features;
+  // END SOLUTION
+}
+
+// Junk of four kinds, made from real prose so its words look normal and only the structure is bad.
+// kind = index % 4: 0 the words of `source` shuffled; 1 boilerplate sentences (navigation, cookie
+// and copyright notices) repeated; 2 one line of `source` repeated on many lines; 3 random lowercase
+// letters and digits in random-length "words". Deterministic in (source, seed, index).
+inline std::string make_junk(const std::string& source, uint64_t seed, int64_t index) {
+  SplitMix64 rng(seed * 0x2545F4914F6CDD1Dull + static_cast<uint64_t>(index));
+  auto words = split_words(source);
+  const int64_t kind = index % 4;
+  std::string out;
+  if (kind == 0 && !words.empty()) {
+    std::vector<std::string_view> shuffled(words.begin(), words.end());
+    for (size_t i = shuffled.size() - 1; i > 0; --i) std::swap(shuffled[i], shuffled[rng.below(i + 1)]);
+    for (auto w : shuffled) out += std::string(w) + " ";
+  } else if (kind == 1) {
+    static const char* kBoilerplate[] = {"Click here to subscribe to our newsletter.",
+                                         "Home | About | Contact | Privacy Policy | Terms of Use",
+                                         "This website uses cookies to improve your experience. Accept all cookies.",
+                                         "Copyright 2024 All rights reserved.",
+                                         "Share on Facebook Share on Twitter Share by Email",
+                                         "Sign in or register to continue reading.",
+                                         "Next page >> Previous page <<",
+                                         "Add to cart - Buy now - Free shipping"};
+    const int64_t n = 20 + static_cast<int64_t>(rng.below(30));
+    for (int64_t i = 0; i < n; ++i) out += std::string(kBoilerplate[rng.below(8)]) + "\n";
+  } else if (kind == 2 && !words.empty()) {
+    std::string line;
+    const size_t start = rng.below(words.size());
+    for (size_t i = start; i < std::min(words.size(), start + 8); ++i) line += std::string(words[i]) + " ";
+    const int64_t n = 15 + static_cast<int64_t>(rng.below(30));
+    for (int64_t i = 0; i < n; ++i) out += line + "\n";
+  } else {
+    static const char kChars[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+    const int64_t n = 60 + static_cast<int64_t>(rng.below(120));
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t len = 1 + static_cast<int64_t>(rng.below(12));
+      for (int64_t j = 0; j < len; ++j) out += kChars[rng.below(36)];
+      out += ' ';
+    }
+  }
+  return out;
+}
+
+struct QualityClassifierOptions {
+  int64_t buckets = 1 << 18;  // K: hashed feature ids
+  int64_t dim = 16;           // E
+  int64_t epochs = 5;
+  int64_t batch_size = 32;
+  double learning_rate = 0.05;
+  uint64_t seed = 1234;
+};
+
+struct QualityClassifierImpl : torch::nn::Module {
+  explicit QualityClassifierImpl(QualityClassifierOptions options = {}) : options(options) {
+    TORCH_CHECK(options.buckets > 0 && options.dim > 0, "QualityClassifier: buckets and dim must be positive");
+    embedding = register_module(
+        "embedding",
+        torch::nn::EmbeddingBag(torch::nn::EmbeddingBagOptions(options.buckets, options.dim).mode(torch::kMean)));
+    head = register_module("head", torch::nn::Linear(options.dim, 1));
+  }
+
+  // A batch of feature lists -> logits (B,). An empty list gives the embedding mean of nothing (0).
+  torch::Tensor forward(const std::vector<std::vector<int64_t>>& features) {
+    // 1. Flatten the lists into one id tensor and an offsets tensor (the start of each list): the
+    //    input EmbeddingBag takes.
+    // 2. h = embedding(ids, offsets)                                    (B, E)   mean per list
+    // 3. return head(h).squeeze(-1)                                     (B,)     logits
+    // BEGIN SOLUTION: QualityClassifier::forward(): EmbeddingBag mean of the hashed features, then a linear logit
+    std::vector<int64_t> flat, offsets;
+    offsets.reserve(features.size());
+    for (const auto& f : features) {
+      offsets.push_back(static_cast<int64_t>(flat.size()));
+      flat.insert(flat.end(), f.begin(), f.end());
+    }
+    auto h = embedding(torch::tensor(flat, torch::kLong), torch::tensor(offsets, torch::kLong));  // (B, E)
+    return head(h).squeeze(-1);                                                                   // (B,)
+    // END SOLUTION
+  }
+
+  // Scores in [0, 1]: sigmoid of the logits, no gradient.
+  std::vector<double> score(const std::vector<std::string>& texts) {
+    torch::NoGradGuard no_grad;
+    std::vector<std::vector<int64_t>> features;
+    for (const auto& t : texts) features.push_back(hashed_features(t, options.buckets));
+    auto p = torch::sigmoid(forward(features)).to(torch::kFloat64);
+    return {p.data_ptr<double>(), p.data_ptr<double>() + p.numel()};
+  }
+
+  QualityClassifierOptions options;
+  torch::nn::EmbeddingBag embedding{nullptr};
+  torch::nn::Linear head{nullptr};
+};
+TORCH_MODULE(QualityClassifier);
+
+// Trains on positives (label 1) and negatives (label 0); returns the mean loss of each epoch.
+inline std::vector<double> train_quality_classifier(QualityClassifier& model, const std::vector<std::string>& positives,
+                                                    const std::vector<std::string>& negatives) {
+  // 1. Features of every text (hashed_features with the model's buckets), labels 1 then 0.
+  // 2. Adam(model parameters, learning_rate). For each epoch: visit the examples in the order
+  //    epoch_permutation(n, seed, epoch); for every mini-batch of batch_size: logits = model(batch),
+  //    loss = binary_cross_entropy_with_logits(logits, labels), backward, step.
+  // 3. Record each epoch's mean loss.
+  // BEGIN SOLUTION: train_quality_classifier(): hashed features, BCE with logits, Adam over seeded shuffled mini-batches
+  const auto& o = model->options;
+  TORCH_CHECK(!positives.empty() && !negatives.empty(), "train_quality_classifier: need positives and negatives, got ",
+              positives.size(), " and ", negatives.size());
+  std::vector<std::vector<int64_t>> features;
+  std::vector<float> labels;
+  for (const auto& t : positives) features.push_back(hashed_features(t, o.buckets)), labels.push_back(1.0f);
+  for (const auto& t : negatives) features.push_back(hashed_features(t, o.buckets)), labels.push_back(0.0f);
+  const int64_t n = static_cast<int64_t>(features.size());
+  torch::optim::Adam optimizer(model->parameters(), torch::optim::AdamOptions(o.learning_rate));
+  model->train();
+  std::vector<double> epoch_losses;
+  for (int64_t epoch = 0; epoch < o.epochs; ++epoch) {
+    const auto order = epoch_permutation(n, o.seed, epoch);
+    double total = 0;
+    for (int64_t start = 0; start < n; start += o.batch_size) {
+      const int64_t end = std::min(n, start + o.batch_size);
+      std::vector<std::vector<int64_t>> batch;
+      std::vector<float> y;
+      for (int64_t k = start; k < end; ++k) batch.push_back(features[order[k]]), y.push_back(labels[order[k]]);
+      optimizer.zero_grad();
+      auto loss = torch::binary_cross_entropy_with_logits(model->forward(batch), torch::tensor(y));
+      loss.backward();
+      optimizer.step();
+      total += loss.item<double>() * static_cast<double>(end - start);
+    }
+    epoch_losses.push_back(total / static_cast<double>(n));
+  }
+  model->eval();
+  return epoch_losses;
+  // END SOLUTION
+}
+
+// Area under the ROC curve by ranks (the Mann-Whitney U statistic): the fraction of (positive,
+// negative) pairs where the positive scores higher, ties counting 1/2.
+inline double roc_auc(const std::vector<double>& positive_scores, const std::vector<double>& negative_scores) {
+  // 1. Check neither list is empty.
+  // 2. Sort all scores together; give each its rank (1-based), tied scores the mean of their ranks.
+  // 3. U = (sum of the positives' ranks) - P (P + 1) / 2;  AUC = U / (P N).
+  // BEGIN SOLUTION: roc_auc(): the Mann-Whitney U over ranks with ties averaged, divided by P N
+  TORCH_CHECK(!positive_scores.empty() && !negative_scores.empty(),
+              "roc_auc: need at least one positive and one "
+              "negative score, got ",
+              positive_scores.size(), " and ", negative_scores.size());
+  std::vector<std::pair<double, bool>> all;
+  for (double s : positive_scores) all.emplace_back(s, true);
+  for (double s : negative_scores) all.emplace_back(s, false);
+  std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  double positive_rank_sum = 0;
+  for (size_t i = 0; i < all.size();) {
+    size_t j = i;
+    while (j < all.size() && all[j].first == all[i].first) ++j;
+    const double mean_rank = (static_cast<double>(i + 1) + static_cast<double>(j)) / 2.0;  // ranks i+1 .. j
+    for (size_t k = i; k < j; ++k) positive_rank_sum += all[k].second ? mean_rank : 0.0;
+    i = j;
+  }
+  const double P = static_cast<double>(positive_scores.size()), N = static_cast<double>(negative_scores.size());
+  return (positive_rank_sum - P * (P + 1) / 2.0) / (P * N);
+  // END SOLUTION
+}
+
+}  // namespace llm
