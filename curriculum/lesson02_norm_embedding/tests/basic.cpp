@@ -135,4 +135,37 @@ TEST_F(RopeTest, PreservesTheNormOfEveryVector) {
   EXPECT_FALSE(AllClose(y, x, 1e-3, 1e-3)) << "but positions 1.. must actually rotate";
 }
 
+TEST_F(RopeTest, PositionsZeroToTMinusOneEqualOffsetZero) {
+  llm::RotaryEmbedding rope(D, 16);
+  auto x = torch::randn({B, H, T, D});
+  auto y = rope.apply(x, torch::arange(T));  // (T,) positions 0 .. T-1
+  ASSERT_EQ(y.sizes(), x.sizes());
+  // The same table rows through the same rotation: bit for bit.
+  EXPECT_TRUE(AllClose(y, rope.apply(x, /*offset=*/0), /*rtol=*/0, /*atol=*/0)) << "positions 0..T-1 are offset 0";
+}
+
+TEST_F(RopeTest, EachRowOfPositionsRotatesItsOwnBatchRow) {
+  llm::RotaryEmbedding rope(D, 16);
+  auto x = torch::randn({B, H, T, D});
+  // Row b at positions 3b .. 3b + T - 1: what apply(x[b], offset = 3b) gives.
+  auto positions = torch::arange(T).unsqueeze(0) + 3 * torch::arange(B).unsqueeze(1);  // (B, T)
+  auto y = rope.apply(x, positions);
+  ASSERT_EQ(y.sizes(), x.sizes());
+  for (int64_t b = 0; b < B; ++b) {
+    EXPECT_TRUE(AllClose(y.narrow(0, b, 1), rope.apply(x.narrow(0, b, 1), /*offset=*/3 * b), 0, 0))
+        << "row " << b << " must use its own positions, not row 0's";
+  }
+}
+
+TEST_F(RopeTest, PackedPositionsRestartTheRotationForEveryDocument) {
+  llm::RotaryEmbedding rope(D, 16);
+  // A packed row of two documents, 3 and 2 tokens long: positions [0 1 2 0 1].
+  auto x = torch::randn({B, H, T, D});
+  auto positions = torch::tensor({0, 1, 2, 0, 1}, torch::kLong).expand({B, T});  // (B, T)
+  auto y = rope.apply(x, positions);
+  ASSERT_EQ(y.sizes(), x.sizes());
+  auto expected = torch::cat({rope.apply(x.narrow(2, 0, 3)), rope.apply(x.narrow(2, 3, 2))}, 2);
+  EXPECT_TRUE(AllClose(y, expected, 0, 0)) << "each document is rotated as if it were alone, from position 0";
+}
+
 }  // namespace

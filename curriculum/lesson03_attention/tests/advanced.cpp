@@ -43,6 +43,29 @@ TEST_F(CausalMaskAdvanced, RejectsMoreQueriesThanKeysNamingBoth) {
       << "the new queries are the last Tq of the Tk positions, so Tq <= Tk";
 }
 
+TEST_F(CausalMaskAdvanced, DocumentCausalMaskOfOneDocumentIsTheCausalMask) {
+  auto position_ids = torch::arange(T).expand({B, T});  // one document per row: 0 .. T-1
+  auto mask = llm::document_causal_mask(position_ids);
+  ASSERT_EQ(mask.sizes(), (std::vector<int64_t>{B, 1, T, T}));
+  EXPECT_TRUE(torch::equal(mask, llm::causal_mask(T, T).expand({B, 1, T, T}))) << "got\n" << mask;
+}
+
+TEST_F(CausalMaskAdvanced, DocumentCausalMaskOfAllZeroPositionsLetsEveryTokenSeeOnlyItself) {
+  // Every token starts a document of its own (what a row of one-token documents looks like).
+  auto mask = llm::document_causal_mask(torch::zeros({1, 4}, torch::kLong));
+  ASSERT_EQ(mask.sizes(), (std::vector<int64_t>{1, 1, 4, 4}));
+  EXPECT_TRUE(torch::equal(mask, torch::eye(4).to(torch::kBool).view({1, 1, 4, 4}))) << "got\n" << mask;
+}
+
+TEST_F(CausalMaskAdvanced, DocumentCausalMaskRejectsPositionIdsThatAreNotBT) {
+  EXPECT_TRUE(ThrowsWith([] { llm::document_causal_mask(torch::arange(5)); }, {"position_ids", "[5]"}));
+  EXPECT_TRUE(ThrowsWith(
+      [] {
+        llm::document_causal_mask(torch::zeros({1, 1, 5}, torch::kLong));
+      },
+      {"position_ids", "[1, 1, 5]"}));
+}
+
 // ---------------------------------------------------------------- scaled_dot_product_attention
 
 TEST_F(ScaledDotProductAdvanced, StaysExactWithVeryLargeScores) {
@@ -431,6 +454,88 @@ TEST_F(AttentionAdvanced, RejectsWidthsThatDoNotSplitIntoHeads) {
       },
       {"32", "[2, 6, 33]"}))
       << "x must be (B, T, H * D)";
+}
+
+TEST_F(AttentionAdvanced, ChangingOneDocumentOfAPackedRowLeavesTheOthersUnchanged) {
+  llm::Attention attn(TinyConfig());
+  attn->store_weights = true;
+  constexpr int64_t kFirst = 3;  // documents of 3 and 3 tokens in every row
+  auto position_ids = torch::tensor({0, 1, 2, 0, 1, 2}, torch::kLong).expand({B, T});
+  auto run = [&](const torch::Tensor& x) {
+    return attn(x, /*offset=*/0, /*key_padding_mask=*/torch::Tensor(), /*cache=*/nullptr, position_ids);
+  };
+  auto x = torch::randn({B, T, C});
+  auto y = run(x);
+  ASSERT_EQ(y.sizes(), x.sizes());
+  auto w = attn->last_weights;
+  ASSERT_TRUE(w.defined()) << "store_weights = true keeps the softmax weights in last_weights";
+  EXPECT_TRUE(
+      AllClose(w.narrow(2, kFirst, T - kFirst).narrow(3, 0, kFirst), torch::zeros({B, H, T - kFirst, kFirst}), 0, 0))
+      << "the second document gives no weight to the first";
+
+  auto earlier = x.clone();  // rewrite the first document
+  earlier.narrow(1, 0, kFirst).copy_(torch::randn({B, kFirst, C}));
+  auto y_earlier = run(earlier);
+  // A key with zero weight contributes exactly 0; a leak moves outputs by ~1e-1.
+  EXPECT_TRUE(AllClose(y_earlier.narrow(1, kFirst, T - kFirst), y.narrow(1, kFirst, T - kFirst), /*rtol=*/0,
+                       /*atol=*/1e-6))
+      << "the second document must not see the first, though the first comes earlier in the row";
+  EXPECT_FALSE(AllClose(y_earlier.narrow(1, 0, kFirst), y.narrow(1, 0, kFirst), 1e-3, 1e-3))
+      << "the rewritten document itself must change (otherwise this test proves nothing)";
+
+  auto later = x.clone();  // rewrite the second document
+  later.narrow(1, kFirst, T - kFirst).copy_(torch::randn({B, T - kFirst, C}));
+  EXPECT_TRUE(AllClose(run(later).narrow(1, 0, kFirst), y.narrow(1, 0, kFirst), 0, 1e-6)) << "nor the first the second";
+  EXPECT_FALSE(AllClose(attn(earlier).narrow(1, kFirst, T - kFirst), attn(x).narrow(1, kFirst, T - kFirst), 1e-3, 1e-3))
+      << "without position_ids the whole row is one causal sequence (otherwise this test proves nothing)";
+}
+
+TEST_F(AttentionAdvanced, PackedRowsCombineWithAPaddingMask) {
+  llm::Attention attn(TinyConfig());
+  // Row 0: documents a (3 tokens) and b (3).  Row 1: two padding tokens, then c (2) and d (2); the
+  // padding is left padding of c, so c's positions count on from it (2, 3), as in generate().
+  auto position_ids = torch::tensor({{0, 1, 2, 0, 1, 2}, {0, 1, 2, 3, 0, 1}}, torch::kLong);
+  auto padding = torch::ones({B, T}, torch::kBool);
+  padding[1].narrow(0, 0, 2).fill_(false);
+  auto run = [&](const torch::Tensor& x) { return attn(x, /*offset=*/0, padding, /*cache=*/nullptr, position_ids); };
+  auto x = torch::randn({B, T, C});
+  auto y = run(x);
+  ASSERT_EQ(y.sizes(), x.sizes());
+  EXPECT_TRUE(torch::isfinite(y).all().item<bool>()) << "padded queries see no key: zero, not NaN";
+
+  // Every real token: as if its document ran alone (c at its positions 2, 3). Other documents and
+  // the padding get weight exactly 0; fewer keys in the softmax may round differently: ~1e-7.
+  auto piece = [](const torch::Tensor& t, int64_t b, int64_t start, int64_t length) {
+    return t.narrow(0, b, 1).narrow(1, start, length);
+  };
+  EXPECT_TRUE(AllClose(piece(y, 0, 0, 3), attn(piece(x, 0, 0, 3)), 1e-5, 1e-6)) << "document a";
+  EXPECT_TRUE(AllClose(piece(y, 0, 3, 3), attn(piece(x, 0, 3, 3)), 1e-5, 1e-6)) << "document b";
+  EXPECT_TRUE(AllClose(piece(y, 1, 2, 2), attn(piece(x, 1, 2, 2), /*offset=*/2), 1e-5, 1e-6))
+      << "document c must not see its padding";
+  EXPECT_TRUE(AllClose(piece(y, 1, 4, 2), attn(piece(x, 1, 4, 2)), 1e-5, 1e-6)) << "document d";
+
+  auto x2 = x.clone();
+  x2[1].narrow(0, 0, 2).copy_(torch::randn({2, C}) * 10);  // whatever the pad tokens embed to
+  EXPECT_TRUE(AllClose(piece(run(x2), 1, 2, 4), piece(y, 1, 2, 4), /*rtol=*/0, /*atol=*/1e-6))
+      << "the padding mask and the document mask both apply";
+  auto no_padding_mask = [&](const torch::Tensor& t) {
+    return attn(t, /*offset=*/0, /*key_padding_mask=*/torch::Tensor(), /*cache=*/nullptr, position_ids);
+  };
+  EXPECT_FALSE(AllClose(piece(no_padding_mask(x2), 1, 2, 2), piece(no_padding_mask(x), 1, 2, 2), 1e-3, 1e-3))
+      << "without the padding mask c does see its padding (otherwise this test proves nothing)";
+}
+
+TEST_F(AttentionAdvanced, PositionIdsWithAKvCacheOrAnOffsetAreAClearError) {
+  // Packed rows are for training: a cache or an offset would mean a second, contradicting, source
+  // of positions.
+  llm::Attention attn(TinyConfig());
+  auto x = torch::randn({1, 4, C});
+  auto position_ids = torch::tensor({{0, 1, 0, 1}}, torch::kLong);
+  ConcatStore store;
+  EXPECT_TRUE(
+      ThrowsWith([&] { attn(x, /*offset=*/0, torch::Tensor(), &store, position_ids); }, {"position_ids", "cache"}));
+  EXPECT_TRUE(
+      ThrowsWith([&] { attn(x, /*offset=*/3, torch::Tensor(), nullptr, position_ids); }, {"position_ids", "offset"}));
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <llm/model/scaled_dot_product.h>
 
 #include <limits>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -53,6 +54,28 @@ TEST_F(CausalMaskTest, AlignsBottomRightWhenThereAreFewerQueriesThanKeys) {
                       .to(torch::kBool);
   EXPECT_TRUE(torch::equal(mask, expected)) << "got\n" << mask;
   EXPECT_TRUE(llm::causal_mask(1, 4).all().item<bool>()) << "one new token sees every cached key";
+}
+
+TEST_F(CausalMaskTest, DocumentCausalMaskKeepsEveryTokenInsideItsDocument) {
+  // Row 0 packs documents of 3 and 2 tokens: position_ids [0 1 2 0 1], documents a a a b b.
+  // Row 1 packs documents of 1, 3 and 1 tokens: position_ids [0 0 1 2 0], documents a b b b c.
+  auto position_ids = torch::tensor({{0, 1, 2, 0, 1}, {0, 0, 1, 2, 0}}, torch::kLong);
+  auto mask = llm::document_causal_mask(position_ids);
+  ASSERT_EQ(mask.sizes(), (std::vector<int64_t>{2, 1, 5, 5})) << "(B, 1, T, T): broadcast over the heads";
+  ASSERT_EQ(mask.scalar_type(), torch::kBool) << "true = may attend";
+  auto expected = torch::tensor({{{1, 0, 0, 0, 0},  //
+                                  {1, 1, 0, 0, 0},
+                                  {1, 1, 1, 0, 0},
+                                  {0, 0, 0, 1, 0},
+                                  {0, 0, 0, 1, 1}},
+                                 {{1, 0, 0, 0, 0},  //
+                                  {0, 1, 0, 0, 0},
+                                  {0, 1, 1, 0, 0},
+                                  {0, 1, 1, 1, 0},
+                                  {0, 0, 0, 0, 1}}})
+                      .to(torch::kBool)
+                      .view({2, 1, 5, 5});
+  EXPECT_TRUE(torch::equal(mask, expected)) << "causal and the same document; got\n" << mask;
 }
 
 // ---------------------------------------------------------------- scaled_dot_product_attention
@@ -210,6 +233,25 @@ TEST_F(AttentionTest, ChangingFutureTokensLeavesEveryEarlierOutputUnchanged) {
       << "position i may only see positions 0..i";
   EXPECT_FALSE(AllClose(y2.narrow(1, kKept, T - kKept), y.narrow(1, kKept, T - kKept), 1e-3, 1e-3))
       << "the changed positions themselves must change (otherwise this test proves nothing)";
+}
+
+TEST_F(AttentionTest, APackedRowEqualsEachDocumentRunAlone) {
+  llm::Attention attn(TinyConfig());
+  // Row 0 packs documents of 4 and 2 tokens, row 1 documents of 2 and 4: positions restart at 0.
+  auto position_ids = torch::tensor({{0, 1, 2, 3, 0, 1}, {0, 1, 0, 1, 2, 3}}, torch::kLong);  // (B, T)
+  auto x = torch::randn({B, T, C});
+  auto y = attn(x, /*offset=*/0, /*key_padding_mask=*/torch::Tensor(), /*cache=*/nullptr, position_ids);
+  ASSERT_EQ(y.sizes(), x.sizes());
+  const std::vector<std::vector<std::pair<int64_t, int64_t>>> documents = {{{0, 4}, {4, 2}}, {{0, 2}, {2, 4}}};
+  for (int64_t b = 0; b < B; ++b) {
+    for (const auto& [start, length] : documents[b]) {
+      auto alone = attn(x.narrow(0, b, 1).narrow(1, start, length));  // the document by itself, at offset 0
+      // Other documents' keys get weight exactly 0; fewer keys in the softmax may round differently: ~1e-7.
+      EXPECT_TRUE(AllClose(y.narrow(0, b, 1).narrow(1, start, length), alone, /*rtol=*/1e-5, /*atol=*/1e-6))
+          << "row " << b << ", tokens " << start << ".." << start + length - 1
+          << ": RoPE at position_ids and attention only inside the document";
+    }
+  }
 }
 
 }  // namespace

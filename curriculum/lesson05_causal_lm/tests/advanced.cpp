@@ -107,6 +107,20 @@ TEST_F(CausalLMAdvanced, SequencesLongerThanTheModelAreRejected) {
       {"64", "max_position_embeddings"}));
 }
 
+TEST_F(CausalLMAdvanced, PositionIdsWithAKvCacheAreAClearError) {
+  // Packed rows are for training; decoding takes its positions from the cache.
+  const auto config = TinyConfig();
+  llm::CausalLM model(config);
+  torch::NoGradGuard no_grad;
+  llm::KVCache cache(config, 1, 8);
+  auto position_ids = torch::tensor({{0, 1, 0, 1}}, torch::kLong);
+  EXPECT_TRUE(ThrowsWith(
+      [&] {
+        model(torch::zeros({1, 4}, torch::kLong), /*offset=*/0, torch::Tensor(), &cache, position_ids);
+      },
+      {"position_ids", "cache"}));
+}
+
 // -------------------------------------------------------------------------------------- KV cache
 
 TEST_F(KVCacheAdvanced, MatchesFullForwardWithTiedWeightsAndMultiQueryAttention) {
@@ -221,6 +235,22 @@ TEST_F(SamplingAdvanced, RepeatedTokensArePenalisedOnceAndOtherRowsAreUntouched)
   EXPECT_TRUE(AllClose(out[1], logits[1], 0, 0));
 }
 
+TEST_F(SamplingAdvanced, TopKIsAppliedBeforeTopP) {
+  // Probabilities 0.4, 0.3, 0.2, 0.1 with top_k = 2 and top_p = 0.5. Hugging Face's order, top-k
+  // first: ids 0 and 1 stay, renormalised to 0.571 and 0.429; then id 0 alone reaches 0.5, so top-p
+  // keeps only id 0 and every draw is 0. Top-p first would keep ids 0 and 1 (0.4 < 0.5 needs the
+  // 0.3 as well), top-k would keep both, and id 1 would come up 43% of the time.
+  auto logits = torch::tensor({0.4f, 0.3f, 0.2f, 0.1f}).log().repeat({2000, 1});
+  llm::SamplingOptions options;
+  options.top_k = 2;
+  options.top_p = 0.5;
+  auto next = llm::sample_next(logits, options, {}, SeededGenerator(13));
+  ASSERT_EQ(next.sizes(), (std::vector<int64_t>{2000}));
+  EXPECT_EQ((next != 0).sum().item<int64_t>(), 0) << "top-p must see the top-k survivors' renormalised mass";
+  options.top_p = 1.0;  // top-k alone: id 1 is drawn ~857 times (so 2000 draws would have shown a leak)
+  EXPECT_GT((llm::sample_next(logits, options, {}, SeededGenerator(13)) == 1).sum().item<int64_t>(), 700);
+}
+
 TEST_F(SamplingAdvanced, TopKAndTopPRejectInvalidSettings) {
   auto logits = torch::randn({1, 5});
   EXPECT_TRUE(ThrowsWith([&] { llm::top_k_filter(logits, 0); }, {"top_k", "0"}));
@@ -267,6 +297,34 @@ TEST_F(GenerateAdvanced, MinNewTokensHoldsBackStopTokens) {
   auto held = llm::generate(model, prompt, gen)[0];
   ASSERT_GE(held.size(), 3u);
   for (size_t i = 0; i < 3; ++i) EXPECT_NE(held[i], first) << "a stop token among the first min_new_tokens = 3";
+}
+
+TEST_F(GenerateAdvanced, MinNewTokensSuppressesTheStopTokenForExactlyThatManySteps) {
+  // A model whose greedy choice is known: every block adds 0 (all its weights are 0), every token
+  // embeds to ones, the final norm keeps ones, and lm_head row v is -0.01 v, so the logits are
+  // -0.32 v: strictly decreasing, no ties. Greedy picks id 0, and id 1 while 0 is held back.
+  const auto config = TinyConfig();
+  llm::CausalLM model(config);
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : model->parameters()) p.zero_();
+    model->model->embed_tokens->weight.fill_(1.0);
+    model->model->norm->weight.fill_(1.0);
+    model->lm_head->weight.copy_(
+        -0.01 *
+        torch::arange(config.vocab_size, torch::kFloat32).unsqueeze(1).expand({config.vocab_size, config.hidden_size}));
+  }
+  auto gen = Greedy(8);
+  gen.stop_tokens = {0};
+  const Tokens prompt = {{5, 6, 7}};
+  for (int64_t min_new : {0, 1, 3}) {
+    gen.min_new_tokens = min_new;
+    std::vector<int64_t> expected(static_cast<size_t>(min_new), 1);  // id 1 while the stop token is held back
+    expected.push_back(0);                                           // then the stop token, at step min_new
+    EXPECT_EQ(llm::generate(model, prompt, gen)[0], expected)
+        << "min_new_tokens = " << min_new << ": the stop token is held back before step " << min_new
+        << " and allowed from that step on";
+  }
 }
 
 TEST_F(GenerateAdvanced, GenerationSwitchesDropoutOff) {

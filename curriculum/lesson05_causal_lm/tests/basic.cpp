@@ -9,6 +9,8 @@
 #include <llm/model/kv_cache.h>
 
 #include <cmath>
+#include <utility>
+#include <vector>
 
 namespace {
 
@@ -76,6 +78,28 @@ TEST_F(CausalLMTest, LaterTokensNeverChangeEarlierLogits) {
   changed.narrow(1, 5, T - 5).random_(0, config.vocab_size);  // rewrite positions 5..T-1
   auto a = model(ids).narrow(1, 0, 5), b = model(changed).narrow(1, 0, 5);
   EXPECT_TRUE(AllClose(a, b, 1e-6, 1e-6)) << "logits at positions 0..4 may only depend on tokens 0..4";
+}
+
+TEST_F(CausalLMTest, APackedRowGivesEveryDocumentItsLogitsRunAlone) {
+  const auto config = TinyConfig();
+  llm::CausalLM model(config);
+  model->eval();
+  torch::NoGradGuard no_grad;
+  // Row 0 packs documents of 4 and 5 tokens, row 1 documents of 2, 3 and 4; positions restart at 0.
+  auto ids = torch::randint(0, config.vocab_size, {B, T});
+  auto position_ids = torch::tensor({{0, 1, 2, 3, 0, 1, 2, 3, 4}, {0, 1, 0, 1, 2, 0, 1, 2, 3}}, torch::kLong);
+  auto logits = model(ids, /*offset=*/0, /*key_padding_mask=*/torch::Tensor(), /*cache=*/nullptr, position_ids);
+  ASSERT_EQ(logits.sizes(), (std::vector<int64_t>{B, T, config.vocab_size}));
+  const std::vector<std::vector<std::pair<int64_t, int64_t>>> documents = {{{0, 4}, {4, 5}}, {{0, 2}, {2, 3}, {5, 4}}};
+  for (int64_t b = 0; b < B; ++b) {
+    for (const auto& [start, length] : documents[b]) {
+      auto alone = model(ids.narrow(0, b, 1).narrow(1, start, length));  // (1, length, V)
+      // Two layers of fp32 through differently shaped matrix products: rounding ~1e-7.
+      EXPECT_TRUE(AllClose(logits.narrow(0, b, 1).narrow(1, start, length), alone, /*rtol=*/1e-5, /*atol=*/1e-5))
+          << "row " << b << ", tokens " << start << ".." << start + length - 1
+          << ": pass position_ids through every block, so no document sees another";
+    }
+  }
 }
 
 TEST_F(CausalLMTest, LossScoresEachPositionAgainstTheNextToken) {
