@@ -340,4 +340,26 @@ TEST_F(TransformerBlockAdvanced, DecodingWithACacheMatchesTheFullForward) {
   }
 }
 
+TEST_F(TransformerBlockAdvanced, PassesPositionIdsToAttentionInBothPlacements) {
+  // A packed row of two documents (lesson 06): the block must hand position_ids to attention, so
+  // the second document's outputs equal the block run on that document alone. A block that drops
+  // them attends across the boundary and rotates the second document by its column index.
+  for (auto placement : {llm::NormPlacement::kPre, llm::NormPlacement::kPost}) {
+    const char* name = placement == llm::NormPlacement::kPre ? "pre-norm" : "post-norm";
+    llm::TransformerBlock block(TinyConfig(), placement);
+    RandomizeNormWeights(block);
+    const int64_t first = 3, second = T - first;
+    auto x = torch::randn({1, T, C});
+    auto positions = torch::cat({torch::arange(first), torch::arange(second)}).view({1, T});
+    auto packed = block(x, /*offset=*/0, torch::Tensor(), nullptr, positions);
+    ASSERT_EQ(packed.sizes(), x.sizes());
+    auto alone = block(x.narrow(1, first, second).contiguous());
+    // Different matrix shapes, the same sums: fp32 rounding.
+    EXPECT_TRUE(AllClose(packed.narrow(1, first, second), alone, 1e-5, 1e-6))
+        << name << ": the second document must be computed as if alone";
+    EXPECT_TRUE(AllClose(packed.narrow(1, 0, first), block(x.narrow(1, 0, first).contiguous()), 1e-5, 1e-6))
+        << name << ": the first document too";
+  }
+}
+
 }  // namespace

@@ -8,7 +8,7 @@
 //   v = v_proj(x) -> (B, T, Hkv, D) -> (B, Hkv, T, D)
 //   with a KV cache: k, v = cache->append(k, v)          (B, Hkv, Tk, D): every position so far
 //   k, v: each key/value head repeated G times          (B, H, Tk, D)   query head h uses kv head h / G
-//   y = attention(q, k, v, causal mask [and padding])   (B, H, T, D)
+//   y = attention(q, k, v, causal mask [and padding])   (B, H, T, D)   packed rows: the document mask
 //   y = o_proj(y.transpose(1, 2).reshape(B, T, C))       (B, T, C)
 //
 // Grouped-query attention (Ainslie et al. 2023) shares each key/value head between G query heads:
@@ -66,8 +66,8 @@ struct AttentionImpl : torch::nn::Module {
     // 1. Check x is (B, T, C) with C = H * D.
     // 2. Project and split heads: q (B, H, T, D); k, v (B, Hkv, T, D)  (view, then transpose(1, 2)).
     // 3. RoPE on q and k at positions offset .. offset + T - 1 (rope.apply(t, offset)); with
-    //    position_ids, at those positions instead (rope.apply(t, position_ids); check there is no
-    //    cache and offset is 0: packed rows are for training).
+    //    position_ids, at those positions instead (rope.apply(t, position_ids); check they are
+    //    (B, T), and that there is no cache and offset is 0: packed rows are for training).
     // 4. With a cache: std::tie(k, v) = cache->append(k, v): now (B, Hkv, Tk, D).
     // 5. Repeat each kv head G = H / Hkv times along dim 1, so query head h meets kv head h / G:
     //    (B, Hkv, Tk, D) -> unsqueeze(2) -> expand (B, Hkv, G, Tk, D) -> reshape (B, H, Tk, D).

@@ -43,7 +43,7 @@ inline torch::Tensor causal_mask(int64_t Tq, int64_t Tk, torch::Device device = 
 // Packed rows (lesson 06) hold several documents, and position_ids restart at 0 where each one
 // begins: row [a0 a1 a2 b0 b1] has position_ids [0 1 2 0 1]. A token may attend to a key only if
 // it is causal *and* in the same document, so no document sees another:
-//   document[b, t] = (number of zeros in position_ids[b, 0..t]) - 1     which document t is in
+//   document[b, t] = number of zeros in position_ids[b, 0..t]            which document t is in
 //   mask[b, i, j]  = j <= i  and  document[b, i] == document[b, j]       (B, 1, T, T) bool
 inline torch::Tensor document_causal_mask(const torch::Tensor& position_ids) {
   // 1. Check position_ids is (B, T).
@@ -80,6 +80,8 @@ inline AttentionOutput scaled_dot_product_attention(const torch::Tensor& q, cons
   // 1. Check shapes: q, k, v 4-D; same B and H; q and k share D; k and v share Tk. Name the shapes in
   //    the error, e.g. "q is [2, 4, 5, 8] but k is [2, 4, 5, 6]: q and k must have the same D".
   // 2. scores = (q @ k^T) * scale in float32, scale = options.scale or 1/sqrt(D).   (B, H, Tq, Tk)
+  //    (cast the matmul's result to float32 as well: under bf16 autocast, lesson 10, the matmul
+  //    returns bf16 whatever its inputs.)
   // 3. A bool mask: scores.masked_fill(!mask, -inf). A float mask: scores + mask.
   // 4. A row whose scores are all -inf (a padded query: every key masked) would come out of softmax
   //    as NaN, and softmax's backward would carry that NaN into q and k. So find those rows first
@@ -97,7 +99,10 @@ inline AttentionOutput scaled_dot_product_attention(const torch::Tensor& q, cons
   TORCH_CHECK(k.size(2) == v.size(2), "attention: k is ", k.sizes(), " but v is ", v.sizes(),
               ": k and v must have the same number of positions");
   const double scale = options.scale.value_or(1.0 / std::sqrt(static_cast<double>(q.size(3))));
-  auto scores = torch::matmul(q.to(torch::kFloat32), k.to(torch::kFloat32).transpose(-2, -1)) * scale;  // (B,H,Tq,Tk)
+  // .to(kFloat32) after the matmul too: under bf16 autocast (lesson 10) the matmul itself runs in bf16
+  // whatever its inputs, and the softmax must still see fp32 scores.
+  auto scores = torch::matmul(q.to(torch::kFloat32), k.to(torch::kFloat32).transpose(-2, -1)).to(torch::kFloat32) *
+                scale;  // (B, H, Tq, Tk)
   if (options.mask.defined()) {
     scores = options.mask.scalar_type() == torch::kBool
                  ? scores.masked_fill(options.mask.logical_not(), -std::numeric_limits<float>::infinity())
