@@ -23,6 +23,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <functional>
 #include <vector>
 
 namespace llm {
@@ -34,6 +35,9 @@ struct GenerationConfig {
   std::vector<int64_t> stop_tokens;
   bool use_cache = true;
   int64_t pad_id = 0;  // fills the left of shorter prompts; never attended to
+  // Called with (row, token) for every generated token the moment it is chosen, stop tokens
+  // included: streaming output (llm generate, llm chat, the server) prints as the model writes.
+  std::function<void(size_t, int64_t)> on_token;
 };
 
 // Returns, for every prompt, the generated tokens (without the prompt).
@@ -52,7 +56,8 @@ inline std::vector<std::vector<int64_t>> generate(CausalLM& model, const std::ve
   //      last = logits[:, -1]                                                   (B, V)
   //      if step < min_new_tokens: last[:, stop_tokens] = -inf
   //      next = sample_next(last, sampling, history, generator)                (B,)
-  //      for every unfinished row: append next[b] to its output and history; finished if a stop token
+  //      for every unfinished row: append next[b] to its output and history, call on_token(b, next[b])
+  //      if it is set; finished if a stop token
   //      if every row is finished: stop
   //      mask = cat(mask, ones (B, 1))  (if there is a mask)
   //      with the cache: logits = model(next.view({B, 1}), P + step, mask, &cache)
