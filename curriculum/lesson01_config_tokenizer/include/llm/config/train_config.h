@@ -21,6 +21,8 @@ struct TrainConfig {
   double learning_rate = 1e-3;   // peak, reached after warmup
   double min_lr = 1e-4;          // the cosine schedule ends here
   int64_t warmup_steps = 100;
+  std::string schedule = "cosine";  // cosine | wsd | constant (lesson 07)
+  double decay_fraction = 0.2;      // wsd: the share of max_steps spent decaying
   double weight_decay = 0.1;
   double beta1 = 0.9;
   double beta2 = 0.95;
@@ -33,11 +35,14 @@ struct TrainConfig {
   int64_t eval_batches = 20;    // micro-batches per validation pass
   int64_t log_interval = 10;
   int64_t checkpoint_interval = 500;
+  int64_t keep_checkpoints = 3;  // the newest this many are kept
+  bool pack_documents = false;   // positions restart and attention stays inside each document (lesson 06)
   std::string train_data = "data/austen/train.txt";
   std::string val_data = "data/austen/val.txt";
-  std::string out_dir = "runs/default";
+  std::string out_dir = "runs/default";  // the run folder (llm pretrain --run overrides it)
 
   static inline const std::vector<std::string> kOptimizers = {"adamw", "lion"};
+  static inline const std::vector<std::string> kSchedules = {"cosine", "wsd", "constant"};
   static inline const std::vector<std::string> kDtypes = {"float32", "bfloat16"};
 
   static const std::vector<Field<TrainConfig>>& fields() {
@@ -49,6 +54,8 @@ struct TrainConfig {
         {"learning_rate", &TrainConfig::learning_rate, "peak learning rate"},
         {"min_lr", &TrainConfig::min_lr, "learning rate at the end of the cosine decay"},
         {"warmup_steps", &TrainConfig::warmup_steps, "linear warmup steps"},
+        {"schedule", &TrainConfig::schedule, "cosine, wsd or constant"},
+        {"decay_fraction", &TrainConfig::decay_fraction, "wsd: share of max_steps spent decaying, in [0, 1]"},
         {"weight_decay", &TrainConfig::weight_decay, "decoupled weight decay"},
         {"beta1", &TrainConfig::beta1, "first-moment decay"},
         {"beta2", &TrainConfig::beta2, "second-moment decay"},
@@ -61,20 +68,23 @@ struct TrainConfig {
         {"eval_batches", &TrainConfig::eval_batches, "micro-batches per validation pass"},
         {"log_interval", &TrainConfig::log_interval, "steps between log lines"},
         {"checkpoint_interval", &TrainConfig::checkpoint_interval, "steps between checkpoints"},
+        {"keep_checkpoints", &TrainConfig::keep_checkpoints, "how many of the newest checkpoints are kept"},
+        {"pack_documents", &TrainConfig::pack_documents, "restart positions and attention at every document"},
         {"train_data", &TrainConfig::train_data, "training text file"},
         {"val_data", &TrainConfig::val_data, "validation text file"},
-        {"out_dir", &TrainConfig::out_dir, "where checkpoints and logs go"},
+        {"out_dir", &TrainConfig::out_dir, "the run folder: runs/NAME, with one folder per stage"},
     };
     return table;
   }
 
   // Throws ConfigError naming the first problem and what would be valid:
   //   - batch_size, seq_len, grad_accum_steps, max_steps, eval_interval, eval_batches, log_interval,
-  //     checkpoint_interval positive (require_positive); warmup_steps and threads >= 0;
+  //     checkpoint_interval, keep_checkpoints positive (require_positive); warmup_steps and threads >= 0;
   //     warmup_steps <= max_steps
   //   - learning_rate > 0, 0 <= min_lr <= learning_rate, weight_decay >= 0, grad_clip >= 0
   //   - beta1 and beta2 in [0, 1)
-  //   - optimizer one of kOptimizers, dtype one of kDtypes
+  //   - decay_fraction in [0, 1]
+  //   - optimizer one of kOptimizers, schedule one of kSchedules, dtype one of kDtypes
   void validate() const {
     LLM_TODO("lesson01: TrainConfig::validate(): positive counts, 0 <= min_lr <= lr, betas in [0, 1), known names");
   }
