@@ -1,0 +1,226 @@
+// Lesson 10 - checkpoints: everything a run needs to continue exactly where it stopped, written so
+// that a crash at any instant leaves either the old checkpoint or the new one, never half of one.
+//
+// A resumed run is bit-identical to an uninterrupted one only if it gets back *all* of its state:
+//
+//   model.safetensors      the weights, under Hugging Face's names (lesson 05)
+//   optimizer.safetensors  the optimizer's moments and step counts (lesson 07), and the CPU random
+//                          generator's state ("rng/cpu": dropout and sampling draw from it)
+//   trainer_state.json     the step (the schedule is a pure function of it: lesson 07), the data
+//                          cursor (the loader is a pure function of it: lesson 06), tokens seen,
+//                          elapsed time, the world size, the model config, and a checksum of each
+//                          file above
+//   COMPLETE               written last: its presence says the directory is whole
+//
+// nanoGPT saves no RNG and no data position, so its resume is not exact; llm.c saves all of it and
+// calls its resume "bit-perfect" (research notes, pipeline.md section 3.1). Weights and trainer
+// state are separate files so the next stage can load the weights alone.
+//
+// Atomic writes. Everything goes into a temporary directory ".tmp-step_00000120" next to the
+// final one; each file is fsync'ed, then COMPLETE, then the directory, and only then is it renamed
+// to "step_00000120" (a rename within a directory is atomic) and the parent directory fsync'ed. A
+// SIGKILL or a power cut at any point leaves no directory named step_* that is not whole, at most
+// a ".tmp-" leftover that the next save removes. The last `keep` checkpoints are kept.
+//
+// Resume takes the newest step_* directory that loads. A directory without COMPLETE, with a
+// trainer_state.json that does not parse, or whose files do not match their recorded size and
+// xxHash64 checksum (a truncated copy, a flipped bit) is skipped with a message saying why, and the
+// previous one is used. A checkpoint whose model config or world size differs from the run's is
+// refused, naming the difference: silently loading weights into a different model, or a data cursor
+// counted for another number of ranks, would train something other than what was asked for.
+#pragma once
+
+#include <llm/common/files.h>
+#include <llm/common/safetensors.h>
+#include <llm/common/todo.h>
+#include <llm/config/fields.h>
+#include <llm/train/optimizer.h>
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+#include <xxhash.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace llm {
+
+inline constexpr int64_t kCheckpointFormat = 1;
+
+struct CheckpointState {
+  int64_t step = 0;         // optimizer steps done
+  int64_t data_cursor = 0;  // items the data loader has handed out, all ranks together
+  int64_t tokens_seen = 0;
+  double elapsed_seconds = 0;
+  int64_t world_size = 1;
+  nlohmann::json model_config = nlohmann::json::object();  // config_to_json(model config)
+  nlohmann::json extra = nlohmann::json::object();         // a stage's own scalars
+};
+
+struct Checkpoint {
+  TensorMap model;
+  OptimizerState optimizer;
+  torch::Tensor rng_state;  // uint8, from capture_rng_state()
+  CheckpointState state;
+};
+
+// ---- helpers: given ----
+
+// Every field of a lesson 01 config struct as a JSON object, in the order of Config::fields().
+template <typename Config>
+nlohmann::json config_to_json(const Config& config) {
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& field : Config::fields()) {
+    std::visit([&](auto member) { out[field.name] = config.*member; }, field.member);
+  }
+  return out;
+}
+
+// The parameters (and buffers) of a module by name, as detached CPU tensors.
+inline TensorMap capture_parameters(const torch::nn::Module& module) {
+  TensorMap out;
+  for (const auto& p : module.named_parameters()) out[p.key()] = p.value().detach().clone();
+  for (const auto& b : module.named_buffers()) out[b.key()] = b.value().detach().clone();
+  return out;
+}
+
+// Copies `tensors` into the module's parameters and buffers. Every one of them must be present
+// with its shape; a name the module does not have is an error too (a different architecture).
+inline void restore_parameters(torch::nn::Module& module, const TensorMap& tensors, const std::string& where) {
+  torch::NoGradGuard no_grad;
+  size_t used = 0;
+  auto copy = [&](const std::string& name, torch::Tensor& target) {
+    auto it = tensors.find(name);
+    if (it == tensors.end()) throw std::runtime_error(where + ": no tensor '" + name + "'");
+    if (it->second.sizes() != target.sizes()) {
+      std::ostringstream message;
+      message << where << ": '" << name << "' has shape " << it->second.sizes() << ", the model expects "
+              << target.sizes();
+      throw std::runtime_error(message.str());
+    }
+    target.copy_(it->second);
+    ++used;
+  };
+  for (auto& p : module.named_parameters()) copy(p.key(), p.value());
+  for (auto& b : module.named_buffers()) copy(b.key(), b.value());
+  if (used != tensors.size()) {
+    for (const auto& [name, t] : tensors) {
+      if (!module.named_parameters().contains(name) && !module.named_buffers().contains(name)) {
+        throw std::runtime_error(where + ": '" + name + "' is not a parameter of this model");
+      }
+    }
+  }
+}
+
+inline torch::Tensor capture_rng_state() {
+  auto gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  return gen.get_state();
+}
+
+inline void restore_rng_state(const torch::Tensor& state) {
+  auto gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  gen.set_state(state);
+}
+
+inline std::string checkpoint_name(int64_t step) {
+  char name[32];
+  std::snprintf(name, sizeof name, "step_%08lld", static_cast<long long>(step));
+  return name;
+}
+
+// The step of a directory named like checkpoint_name(), or -1.
+inline int64_t checkpoint_step(const std::string& name) {
+  if (name.size() != 13 || name.compare(0, 5, "step_") != 0) return -1;
+  if (!std::all_of(name.begin() + 5, name.end(), [](char c) { return c >= '0' && c <= '9'; })) return -1;
+  return std::stoll(name.substr(5));
+}
+
+inline std::string xxh64_hex(const std::string& bytes) {
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(XXH64(bytes.data(), bytes.size(), 0)));
+  return hex;
+}
+
+// Directories under `root` that are named step_* and hold a COMPLETE marker, newest first.
+inline std::vector<std::string> list_checkpoints(const std::string& root) {
+  namespace fs = std::filesystem;
+  std::vector<std::pair<int64_t, std::string>> found;
+  if (!fs::is_directory(root)) return {};
+  for (const auto& entry : fs::directory_iterator(root)) {
+    const int64_t step = checkpoint_step(entry.path().filename().string());
+    if (step >= 0 && entry.is_directory() && fs::exists(entry.path() / "COMPLETE")) {
+      found.emplace_back(step, entry.path().string());
+    }
+  }
+  std::sort(found.rbegin(), found.rend());
+  std::vector<std::string> out;
+  for (auto& [step, path] : found) out.push_back(std::move(path));
+  return out;
+}
+
+// ---- the lesson ----
+
+// Writes `checkpoint` to <root>/step_XXXXXXXX atomically, then keeps only the newest `keep`
+// complete checkpoints (keep >= 1). Returns the directory written.
+inline std::string save_checkpoint(const std::string& root, const Checkpoint& checkpoint, int64_t keep) {
+  // 1. Check keep >= 1. final = root / checkpoint_name(step); tmp = root / (".tmp-" + that name).
+  //    create_directories(root); remove_all(tmp) (a leftover of a killed save); create tmp.
+  // 2. Encode model.safetensors (checkpoint.model) and optimizer.safetensors (the optimizer state
+  //    plus "rng/cpu" = rng_state); write each into tmp and sync_path() it.
+  // 3. trainer_state.json: {"format": kCheckpointFormat, "step", "data_cursor", "tokens_seen",
+  //    "elapsed_seconds", "world_size", "model_config", "extra",
+  //    "files": {"model.safetensors": {"bytes": n, "xxh64": xxh64_hex(bytes)}, ...}}; write, sync.
+  // 4. COMPLETE (its text: the step); sync it; sync tmp itself.
+  // 5. If final exists it cannot be whole (resume starts from the newest that is): remove_all it.
+  //    rename(tmp, final); sync_path(root).
+  // 6. Prune: for every complete checkpoint after the first `keep` of list_checkpoints(root),
+  //    remove_all it.
+  LLM_TODO("lesson10: save_checkpoint(): write every file into a temporary directory, sync, mark COMPLETE, rename, prune");
+}
+
+// Reads one checkpoint directory, checking it is whole. Throws std::runtime_error naming the
+// directory and the problem: no COMPLETE marker, an unreadable or unknown-format trainer_state.json,
+// a file whose size or checksum differs from the recorded one, a safetensors file that does not parse.
+inline Checkpoint load_checkpoint(const std::string& dir) {
+  // 1. No dir/COMPLETE: "<dir>: incomplete checkpoint (no COMPLETE marker)".
+  // 2. Parse trainer_state.json (nlohmann::json::parse; a parse error names the file); its
+  //    "format" must be kCheckpointFormat.
+  // 3. For model.safetensors and optimizer.safetensors: read the bytes; their size and xxh64_hex must
+  //    equal the recorded ones ("<file>: checksum mismatch (corrupted)"); decode_safetensors.
+  // 4. model = the first file's tensors; optimizer = the second's, except "rng/cpu" -> rng_state;
+  //    state = the scalars, model_config and extra of trainer_state.json.
+  LLM_TODO("lesson10: load_checkpoint(): require COMPLETE, parse the state, verify sizes and checksums, decode the tensors");
+}
+
+struct LatestCheckpoint {
+  std::optional<Checkpoint> checkpoint;
+  std::string dir;                    // the one loaded, if any
+  std::vector<std::string> skipped;  // "<dir>: <why>" for every newer one that did not load
+};
+
+// The newest checkpoint under root that loads. Directories named step_* without COMPLETE are
+// reported as skipped as well (a save that was killed).
+inline LatestCheckpoint load_latest_checkpoint(const std::string& root) {
+  // 1. Candidates: every directory under root named like a checkpoint (checkpoint_step >= 0),
+  //    complete or not, newest (highest step) first.
+  // 2. Try load_checkpoint on each in turn; on success return it; on failure record "<dir>: <error>"
+  //    in skipped and go on. None: an empty checkpoint with the list of skipped ones.
+  LLM_TODO("lesson10: load_latest_checkpoint(): newest first, skip (and say why) every directory that does not load");
+}
+
+// Throws std::runtime_error if the checkpoint cannot continue this run: a model config field that
+// differs ("model.hidden_size: the checkpoint has 128, this run 256", every differing field named)
+// or another world size ("written by 2 processes, this run has 1").
+inline void check_resumable(const CheckpointState& saved, const nlohmann::json& model_config, int64_t world_size) {
+  LLM_TODO("lesson10: check_resumable(): the same model config, field by field, and the same world size");
+}
+
+}  // namespace llm
