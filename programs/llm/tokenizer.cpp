@@ -1,12 +1,15 @@
-// llm-tokenizer: train a byte-level BPE tokenizer, and encode or decode text with it or with GPT-2's.
+// llm tokenizer: train a byte-level BPE tokenizer, and encode or decode text with it or with GPT-2's.
 //
-//   llm-tokenizer train  --input data/austen/train.txt --vocab-size 4096 --out runs/tokenizer
-//   llm-tokenizer encode --tokenizer runs/tokenizer --text "It is a truth universally acknowledged"
-//   llm-tokenizer encode --gpt2 .cache/gpt2 --input data/austen/val.txt --format stats
-//   llm-tokenizer decode --tokenizer runs/tokenizer --ids "464 318 257"
+//   llm tokenizer train  --input data/austen/train.txt --vocab-size 4096 --chat --out runs/demo/tokenizer
+//   llm tokenizer encode --tokenizer runs/demo/tokenizer --text "It is a truth universally acknowledged"
+//   llm tokenizer encode --gpt2 .cache/gpt2 --input data/austen/val.txt --format stats
+//   llm tokenizer decode --tokenizer runs/demo/tokenizer --ids "464 318 257"
 //
 // Every subcommand explains its options with --help.
-#include "tokenizer_source.h"
+#include "../tokenizer_source.h"
+#include "commands.h"
+
+#include <llm/data/sft.h>
 
 #include <llm/tokenizer/bpe_files.h>
 #include <llm/tokenizer/bpe_trainer.h>
@@ -62,8 +65,11 @@ void print_encoding(const llm::BpeTokenizer& tok, const std::string& text, const
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  CLI::App app{"Train a byte-level BPE tokenizer (GPT-2's algorithm), or encode and decode with one."};
+namespace llm::cli {
+
+int tokenizer_main(int argc, char** argv) {
+  CLI::App app{"Train a byte-level BPE tokenizer (GPT-2's algorithm), or encode and decode with one.",
+               "llm tokenizer"};
   app.require_subcommand(1);
 
   // ---- train ----
@@ -78,7 +84,11 @@ int main(int argc, char** argv) {
   train->add_option("--vocab-size", options.vocab_size, "tokens in the vocabulary: 256 bytes + merges + special tokens")
       ->capture_default_str()
       ->check(CLI::Range(257, 1 << 20));
+  bool chat_tokens = false;
   train->add_option("--special", options.special_tokens, "a special token kept whole, e.g. <|endoftext|> (repeatable)");
+  train->add_flag("--chat", chat_tokens,
+                  "add the pipeline's special tokens: <|endoftext|> and the chat template's <|user|>, <|assistant|>, "
+                  "<|end|> (lesson 06)");
   train->add_option("--min-pair-count", options.min_pair_count, "stop when no pair occurs this often")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
@@ -109,10 +119,17 @@ int main(int argc, char** argv) {
       ->check(CLI::ExistingFile)
       ->excludes(ids_opt);
 
-  CLI11_PARSE(app, argc, argv);
+  if (int rc = parse_command_line(app, argc, argv); rc >= 0) return rc;
 
-  try {
+  return run_command("llm tokenizer", [&] {
     if (*train) {
+      if (chat_tokens) {
+        for (const char* s : {ChatTemplate::kEndOfText, ChatTemplate::kUser, ChatTemplate::kAssistant, ChatTemplate::kEnd}) {
+          if (std::find(options.special_tokens.begin(), options.special_tokens.end(), s) == options.special_tokens.end()) {
+            options.special_tokens.push_back(s);
+          }
+        }
+      }
       const auto start = Clock::now();
       const std::string corpus = read_inputs(train_inputs);
       auto tok = llm::train_bpe(corpus, options);
@@ -152,7 +169,7 @@ int main(int argc, char** argv) {
         } catch (const std::exception&) {
         }
         if (used != word.size() || id < 0 || id >= tok.vocab_size()) {
-          throw std::invalid_argument("'" + word + "' is not a token id of this tokenizer (0.." +
+          throw UsageError("'" + word + "' is not a token id of this tokenizer (0.." +
                                       std::to_string(tok.vocab_size() - 1) + ")");
         }
         ids.push_back(static_cast<TokenId>(id));
@@ -161,9 +178,8 @@ int main(int argc, char** argv) {
       std::fwrite(bytes.data(), 1, bytes.size(), stdout);
       if (isatty(fileno(stdout))) std::fputc('\n', stdout);
     }
-  } catch (const std::exception& e) {
-    fmt::print(stderr, "llm-tokenizer: error: {}\n", e.what());
-    return 1;
-  }
-  return 0;
+    return 0;
+  });
 }
+
+}  // namespace llm::cli

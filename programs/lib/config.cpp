@@ -1,0 +1,77 @@
+#include <llm/cli/config.h>
+#include <llm/common/files.h>
+
+#include <algorithm>
+
+namespace llm::cli {
+
+std::vector<std::string> ConfigSections::names() const {
+  std::vector<std::string> out;
+  for (const auto& s : sections_) out.push_back(s.name);
+  return out;
+}
+
+void ConfigSections::load(const std::string& yaml_path, const std::vector<std::string>& overrides) {
+  YAML::Node root(YAML::NodeType::Map);
+  if (!yaml_path.empty()) {
+    std::string text;
+    try {
+      text = read_file(yaml_path);
+    } catch (const std::runtime_error&) {
+      throw ConfigError("cannot read config file '" + yaml_path + "'");
+    }
+    try {
+      root = YAML::Load(text);
+    } catch (const YAML::Exception& e) {
+      throw ConfigError(yaml_path + ": not valid YAML: " + e.what());
+    }
+    if (!root || root.IsNull()) root = YAML::Node(YAML::NodeType::Map);
+    if (!root.IsMap()) throw ConfigError(yaml_path + ": expected a mapping of sections (" + join_names(names()) + ")");
+  }
+  const std::string source = yaml_path.empty() ? "the defaults" : yaml_path;
+  auto section_of = [&](const std::string& key, const std::string& where) -> Section& {
+    for (auto& s : sections_) {
+      if (s.name == key) return s;
+    }
+    throw ConfigError(where + ": unknown section '" + key + "'; did you mean '" + nearest_name(key, names()) +
+                      "'? valid sections: " + join_names(names()));
+  };
+  for (const auto& entry : root) section_of(entry.first.as<std::string>(), source);
+
+  for (const auto& text : overrides) {
+    const size_t eq = text.find('=');
+    const size_t dot = text.find('.');
+    if (eq == std::string::npos || dot == std::string::npos || dot > eq || dot == 0 || dot + 1 == eq) {
+      throw ConfigError("--set '" + text + "': expected section.key=value, e.g. train.learning_rate=3e-4");
+    }
+    const std::string name = text.substr(0, dot), key = text.substr(dot + 1, eq - dot - 1), value = text.substr(eq + 1);
+    section_of(name, "--set '" + text + "'");
+    if (!root[name] || !root[name].IsMap()) root[name] = YAML::Node(YAML::NodeType::Map);
+    root[name][key] = value;  // a scalar: apply_yaml parses it by the field's type, as if from the file
+  }
+
+  for (auto& s : sections_) {
+    YAML::Node node = root[s.name];
+    try {
+      if (node && node.IsMap() && node["preset"]) {
+        if (!s.preset) throw ConfigError(s.name + ": unknown key 'preset' (only the model section has presets)");
+        s.preset(detail::parse_scalar<std::string>(node["preset"], s.name + ".preset", "a string"));
+        node.remove("preset");
+      }
+      s.apply(node);
+      s.validate();
+    } catch (const ConfigError& e) {
+      throw ConfigError(source + (overrides.empty() ? "" : " with the --set overrides") + ": " + e.what());
+    }
+  }
+}
+
+std::string ConfigSections::to_yaml_string() const {
+  YAML::Node root;
+  for (const auto& s : sections_) root[s.name] = s.emit();
+  YAML::Emitter out;
+  out << root;
+  return std::string(out.c_str()) + "\n";
+}
+
+}  // namespace llm::cli

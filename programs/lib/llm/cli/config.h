@@ -1,0 +1,60 @@
+// A stage's configuration: YAML sections (model, train, dpo, ...) read into lesson 01's config
+// structs, with command-line overrides that go through exactly the same checks.
+//
+//   llm pretrain --config configs/quick.yaml --set train.learning_rate=3e-4 --set model.num_hidden_layers=6
+//
+// Precedence: the structs' defaults < the YAML file < each --set, in order. Every key must exist:
+// an unknown section or key is an error that names the nearest valid one (lesson 01's
+// apply_yaml), never a silently ignored typo (research: pipeline.md section 2). The resolved
+// configuration is printed at the start and saved in the run folder, so a folder always says how
+// it was made.
+#pragma once
+
+#include <llm/config/fields.h>
+#include <llm/config/model_config.h>
+
+#include <yaml-cpp/yaml.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace llm::cli {
+
+class ConfigSections {
+ public:
+  // Registers a section backed by `config` (a struct with fields() and validate()).
+  template <typename Config>
+  void add(const std::string& name, Config& config) {
+    sections_.push_back({name,
+                         [&config, name](const YAML::Node& node) { apply_yaml(config, node, name); },
+                         [&config] { return to_yaml(config); }, [&config] { config.validate(); }, nullptr});
+  }
+
+  // The model section also accepts `preset: tiny|small|medium`, applied before its other keys.
+  void add_model(const std::string& name, ModelConfig& config) {
+    add(name, config);
+    sections_.back().preset = [&config](const std::string& preset) { config = ModelConfig::preset(preset); };
+  }
+
+  // Applies the YAML file (empty path: none) and then the overrides "section.key=value", and
+  // validates every section. Throws ConfigError naming the file or the override and the problem.
+  void load(const std::string& yaml_path, const std::vector<std::string>& overrides);
+
+  // Every section with every field: the resolved configuration.
+  std::string to_yaml_string() const;
+
+  std::vector<std::string> names() const;
+
+ private:
+  struct Section {
+    std::string name;
+    std::function<void(const YAML::Node&)> apply;
+    std::function<YAML::Node()> emit;
+    std::function<void()> validate;
+    std::function<void(const std::string&)> preset;
+  };
+  std::vector<Section> sections_;
+};
+
+}  // namespace llm::cli

@@ -1,0 +1,15 @@
+// The subcommands of `llm`, one source file each, and what they share.
+#pragma once
+
+#include <llm/cli/command.h>
+
+namespace llm::cli {
+
+int tokenizer_main(int argc, char** argv);
+int clean_main(int argc, char** argv);
+int pretrain_main(int argc, char** argv);
+int generate_main(int argc, char** argv);
+int export_main(int argc, char** argv);
+int launch_main(int argc, char** argv);
+
+}  // namespace llm::cli
