@@ -28,6 +28,7 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <set>
 #include <string>
 #include <unordered_map>
 
@@ -60,38 +61,37 @@ class AdamW : public Optimizer {
   }
 
   // "<name>.exp_avg", "<name>.exp_avg_sq", "<name>.step" (an int64 scalar) for every parameter that
-  // has state.
+  // has state: copies, so a saved state does not change as training goes on.
   OptimizerState state_dict() const override {
     OptimizerState out;
     for (const auto& [name, s] : state_) {
-      out[name + ".exp_avg"] = s.exp_avg;
-      out[name + ".exp_avg_sq"] = s.exp_avg_sq;
+      out[name + ".exp_avg"] = s.exp_avg.clone();
+      out[name + ".exp_avg_sq"] = s.exp_avg_sq.clone();
       out[name + ".step"] = torch::tensor(s.step, torch::kLong);
     }
     return out;
   }
 
-  // Restores what state_dict() returned: every parameter of every group must have its three
-  // entries or none (a parameter that had no gradient yet), with its shape; extra keys are an error.
+  // Restores what state_dict() returned: a parameter with any entry must have all three, with its
+  // shape; a parameter with none has not been stepped yet; an entry for no parameter is an error.
   void load_state_dict(const OptimizerState& state) override {
     std::unordered_map<std::string, State> loaded;
-    size_t used = 0;
+    std::set<std::string> used;
     for (const auto& group : groups_) {
       for (size_t i = 0; i < group.params.size(); ++i) {
         const std::string& name = group.names[i];
-        if (!state.count(name + ".step")) continue;
+        const std::string keys[3] = {name + ".step", name + ".exp_avg", name + ".exp_avg_sq"};
+        if (!state.count(keys[0]) && !state.count(keys[1]) && !state.count(keys[2])) continue;
+        if (!state.count(keys[0])) throw std::runtime_error("AdamW state has no '" + keys[0] + "'");
         State s;
-        s.exp_avg = state_entry(state, name + ".exp_avg", group.params[i]);
-        s.exp_avg_sq = state_entry(state, name + ".exp_avg_sq", group.params[i]);
-        s.step = state.at(name + ".step").item<int64_t>();
+        s.exp_avg = state_entry(state, keys[1], group.params[i]);
+        s.exp_avg_sq = state_entry(state, keys[2], group.params[i]);
+        s.step = state.at(keys[0]).item<int64_t>();
         loaded[name] = std::move(s);
-        used += 3;
+        used.insert(keys, keys + 3);
       }
     }
-    if (used != state.size()) {
-      throw std::runtime_error("AdamW state has " + std::to_string(state.size() - used) +
-                               " entries for parameters this optimizer does not have");
-    }
+    check_no_unknown_state(state, used, "AdamW");
     state_ = std::move(loaded);
   }
 

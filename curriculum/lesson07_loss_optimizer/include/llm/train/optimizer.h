@@ -18,6 +18,8 @@
 #include <torch/torch.h>
 
 #include <map>
+#include <set>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -45,9 +47,14 @@ using OptimizerState = std::map<std::string, torch::Tensor>;
 class Optimizer {
  public:
   explicit Optimizer(std::vector<ParamGroup> groups) : groups_(std::move(groups)) {
+    std::set<std::string> seen;
     for (const auto& g : groups_) {
       TORCH_CHECK(g.names.size() == g.params.size(), "optimizer: group '", g.name, "' has ", g.names.size(),
                   " names for ", g.params.size(), " parameters");
+      for (const auto& name : g.names) {
+        // The state is keyed by name: two parameters with one name would share one state.
+        TORCH_CHECK(seen.insert(name).second, "optimizer: the parameter name '", name, "' appears twice");
+      }
     }
   }
   virtual ~Optimizer() = default;
@@ -75,7 +82,17 @@ class Optimizer {
   std::vector<ParamGroup> groups_;
 };
 
-// The state tensor called `key`, with the shape and dtype `like`; errors name what is missing.
+// Throws naming every key of `state` that `used` does not contain: an entry for a parameter this
+// optimizer does not have (another model's checkpoint, a renamed module).
+inline void check_no_unknown_state(const OptimizerState& state, const std::set<std::string>& used, const char* who) {
+  std::string unknown;
+  for (const auto& [key, value] : state) {
+    if (!used.count(key)) unknown += (unknown.empty() ? "'" : ", '") + key + "'";
+  }
+  if (!unknown.empty()) throw std::runtime_error(std::string(who) + " state has entries for parameters this optimizer does not have: " + unknown);
+}
+
+// A copy of the state tensor called `key`, with the shape and dtype of `like`; errors name what is missing.
 inline torch::Tensor state_entry(const OptimizerState& state, const std::string& key, const torch::Tensor& like) {
   auto it = state.find(key);
   if (it == state.end()) throw std::runtime_error("optimizer state has no '" + key + "'");

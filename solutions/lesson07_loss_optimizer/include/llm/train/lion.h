@@ -19,6 +19,7 @@
 
 #include <torch/torch.h>
 
+#include <set>
 #include <string>
 #include <unordered_map>
 
@@ -61,24 +62,25 @@ class Lion : public Optimizer {
     // END SOLUTION
   }
 
+  // "<name>.exp_avg" for every parameter that has state, copied.
   OptimizerState state_dict() const override {
     OptimizerState out;
-    for (const auto& [name, m] : exp_avg_) out[name + ".exp_avg"] = m;
+    for (const auto& [name, m] : exp_avg_) out[name + ".exp_avg"] = m.clone();
     return out;
   }
 
   void load_state_dict(const OptimizerState& state) override {
     std::unordered_map<std::string, torch::Tensor> loaded;
+    std::set<std::string> used;
     for (const auto& group : groups_) {
       for (size_t i = 0; i < group.params.size(); ++i) {
         const std::string key = group.names[i] + ".exp_avg";
-        if (state.count(key)) loaded[group.names[i]] = state_entry(state, key, group.params[i]);
+        if (!state.count(key)) continue;
+        loaded[group.names[i]] = state_entry(state, key, group.params[i]);
+        used.insert(key);
       }
     }
-    if (loaded.size() != state.size()) {
-      throw std::runtime_error("Lion state has " + std::to_string(state.size() - loaded.size()) +
-                               " entries for parameters this optimizer does not have");
-    }
+    check_no_unknown_state(state, used, "Lion");
     exp_avg_ = std::move(loaded);
   }
 
