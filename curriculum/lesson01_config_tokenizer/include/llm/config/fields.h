@@ -83,6 +83,15 @@ std::vector<std::string> field_names() {
 
 namespace detail {
 
+// A mapping's key as text. YAML allows any node as a key ("? [a, b]: 1"); a config key must be a
+// plain name, and saying so beats yaml-cpp's "bad conversion" escaping as an unrelated exception.
+inline std::string key_text(const YAML::Node& key, const std::string& section) {
+  if (!key.IsScalar()) {
+    throw ConfigError(section + ": a key must be a plain name, got " + (key.IsSequence() ? "a list" : "a mapping"));
+  }
+  return key.Scalar();
+}
+
 inline std::string scalar_text(const YAML::Node& node) {
   if (node.IsScalar()) return "'" + node.Scalar() + "'";
   if (node.IsSequence()) return "a list";

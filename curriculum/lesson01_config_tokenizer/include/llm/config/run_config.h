@@ -45,7 +45,7 @@ inline RunConfig parse_run_config(const std::string& yaml_text, const std::strin
   if (!root || root.IsNull()) return config;  // an empty file means "all defaults"
   if (!root.IsMap()) throw ConfigError(source + ": expected a mapping with the sections 'model' and 'train'");
   for (const auto& entry : root) {
-    const std::string key = entry.first.as<std::string>();
+    const std::string key = detail::key_text(entry.first, source);
     if (key != "model" && key != "train") {
       throw ConfigError(source + ": unknown section '" + key + "'; did you mean '" +
                         nearest_name(key, {"model", "train"}) + "'? valid sections: model, train");

@@ -94,6 +94,15 @@ std::vector<std::string> field_names() {
 
 namespace detail {
 
+// A mapping's key as text. YAML allows any node as a key ("? [a, b]: 1"); a config key must be a
+// plain name, and saying so beats yaml-cpp's "bad conversion" escaping as an unrelated exception.
+inline std::string key_text(const YAML::Node& key, const std::string& section) {
+  if (!key.IsScalar()) {
+    throw ConfigError(section + ": a key must be a plain name, got " + (key.IsSequence() ? "a list" : "a mapping"));
+  }
+  return key.Scalar();
+}
+
 inline std::string scalar_text(const YAML::Node& node) {
   if (node.IsScalar()) return "'" + node.Scalar() + "'";
   if (node.IsSequence()) return "a list";
@@ -142,7 +151,7 @@ void apply_yaml(Config& config, const YAML::Node& node, const std::string& secti
     throw ConfigError(section + ": expected a mapping of key: value, got " + detail::scalar_text(node));
   const auto& fields = Config::fields();
   for (const auto& entry : node) {
-    const std::string key = entry.first.as<std::string>();
+    const std::string key = detail::key_text(entry.first, section);
     auto field = std::find_if(fields.begin(), fields.end(), [&](const auto& f) { return key == f.name; });
     if (field == fields.end()) {
       const auto names = field_names<Config>();
