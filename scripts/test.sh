@@ -5,8 +5,11 @@
 #   2. stubs and solutions cannot drift; sources are formatted  scripts/make_stubs.py --check, check_format.sh
 #   3. build the reference (solutions/) and the curriculum (curriculum/), once each
 #   4. run every lesson test against the stubs: each must FAIL   scripts/check_stub_results.py
-#   5. run every lesson test against the solutions: each must PASS
-#   6. the same tests again under AddressSanitizer + UBSan (memory errors, undefined behaviour)
+#   5. run every lesson test against the solutions: each must PASS; and the system tests: the
+#      programs' library, and the pipeline run for a few steps (resume after SIGKILL, 2-process data
+#      parallel, bad input)
+#   6. the lesson tests again under AddressSanitizer + UBSan (memory errors, undefined behaviour)
+#   7. every file reader fuzzed with libFuzzer under ASan + UBSan for a bounded time
 #
 # Exits non-zero if any step fails. Takes a few minutes on two cores.
 set -euo pipefail
@@ -47,7 +50,27 @@ ctest --preset sanitize -L "basic|advanced" >build-sanitize/tests.log 2>&1 || {
 }
 [ $status -ne 0 ] || echo "sanitizers: every reference test is clean under ASan and UBSan"
 
-passed=$(cat build-solutions/test-results/*.tsv | grep -c $'\tPASS\t' || true)
+echo "== the file readers under libFuzzer (ASan + UBSan), ${LLM_FUZZ_SECONDS:=20} s each =="
+cmake --preset fuzz >/dev/null
+cmake --build --preset fuzz
+fuzz_dir=build-fuzz/fuzz-run
+rm -rf "$fuzz_dir"
+for seeds in fuzz/corpus/*/; do
+  target=$(basename "$seeds")
+  mkdir -p "$fuzz_dir/$target"
+  cp "$seeds"* "$fuzz_dir/$target/"  # libFuzzer adds to its corpus folder: never the committed seeds
+  if ASAN_OPTIONS=detect_leaks=0:detect_container_overflow=0 "build-fuzz/fuzz/fuzz_$target" \
+    -max_total_time="$LLM_FUZZ_SECONDS" -timeout=10 -rss_limit_mb=4096 -artifact_prefix="$fuzz_dir/$target-" \
+    "$fuzz_dir/$target" >"$fuzz_dir/$target.log" 2>&1; then
+    echo "fuzz $target: $(grep -o 'Done [0-9]* runs' "$fuzz_dir/$target.log"), no crash"
+  else
+    status=1
+    echo "fuzz $target: FAILED; the input is in $fuzz_dir/$target-*; log:"
+    grep -E "ERROR|SUMMARY|what\(\)|runtime error" "$fuzz_dir/$target.log" | head -10
+  fi
+done
+
+passed=$(cat build-solutions/test-results/*.tsv | grep -c $'\tPASS\t' || true)  # lesson and system tests
 failed=$(cat build-solutions/test-results/*.tsv | grep -vc $'\tPASS\t' || true)
 echo "test.sh: finished in $((SECONDS - start)) s"
 echo "tests: ${passed} passed, ${failed} failed"

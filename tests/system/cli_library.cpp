@@ -5,6 +5,7 @@
 #include <llm/cli/hf_folder.h>
 #include <llm/cli/run.h>
 #include <llm/cli/text.h>
+#include <llm/common/paths.h>
 #include <llm/common/safetensors.h>
 #include <llm/common/testing.h>
 #include <llm/config/train_config.h>
@@ -127,6 +128,44 @@ TEST_F(HfFolder, RoundTripGivesTheSameLogits) {
     EXPECT_TRUE(AllClose(loaded.model(ids), model(ids), 0, 0)) << "fp32 weights are stored exactly";
     const std::string text = "It is a truth universally acknowledged.";
     EXPECT_EQ(loaded.tokenizer.encode(text), tok.encode(text)) << "the tokenizer travels with the model";
+  }
+}
+
+TEST_F(HfFolder, AnIndependentPyTorchLlamaComputesTheSameLogits) {
+  // benchmarks/peer_llama.py is Hugging Face's LlamaForCausalLM written in plain PyTorch (Debian's
+  // python3-torch): it reads only config.json and model.safetensors. Equal logits mean the folder
+  // says what the C++ model computes: names, shapes, GQA layout, RoPE pairing, norms, tying.
+  const auto tok = SmallTokenizer();
+  for (bool tied : {false, true}) {
+    auto config = SmallModel(tok.vocab_size());
+    config.tie_word_embeddings = tied;
+    llm::CausalLM model(config);
+    {
+      torch::NoGradGuard no_grad;  // norm weights away from 1, so a norm applied wrongly shows
+      for (auto& p : model->named_parameters()) {
+        if (p.key().find("norm") != std::string::npos) p.value().uniform_(0.5, 1.5);
+      }
+    }
+    model->eval();
+    const auto dir = TempDir(tied ? "peer-tied" : "peer") + "/m";
+    llm::cli::save_hf_folder(dir, model, tok);
+    const std::vector<int64_t> ids = {5, 77, 3, 250, 299, 41, 8, 8, 120};
+    std::string command = "/usr/bin/python3 " + std::string(llm::kSourceDir) + "/benchmarks/peer_llama.py logits --model " +
+                          dir + " --ids " + fmt::format("{}", fmt::join(ids, ","));
+    FILE* pipe = popen(command.c_str(), "r");
+    ASSERT_NE(pipe, nullptr);
+    std::string out;
+    char buffer[65536];
+    for (size_t n; (n = fread(buffer, 1, sizeof buffer, pipe)) > 0;) out.append(buffer, n);
+    ASSERT_EQ(pclose(pipe), 0) << "the peer failed (is python3-torch installed? scripts/setup.sh installs it): " << command;
+    const auto peer = nlohmann::json::parse(out).get<std::vector<std::vector<double>>>();
+    torch::NoGradGuard no_grad;
+    auto ours = model(torch::tensor(ids).view({1, -1}))[0];
+    ASSERT_EQ(static_cast<int64_t>(peer.size()), ours.size(0));
+    auto theirs = torch::empty_like(ours);
+    for (size_t t = 0; t < peer.size(); ++t) theirs[t] = torch::tensor(peer[t]);
+    // Two fp32 implementations with different op orders (and RoPE angles in fp64 vs fp32): ~1e-6.
+    EXPECT_TRUE(AllClose(ours, theirs, 1e-4, 1e-4)) << (tied ? "tied" : "untied");
   }
 }
 
