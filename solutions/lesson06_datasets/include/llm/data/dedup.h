@@ -75,7 +75,8 @@ inline std::vector<bool> exact_dedup(const std::vector<std::string>& documents) 
 // removed from every document, all its copies (not "keep the first": a line repeated across pages
 // is boilerplate wherever it stands). Lines are split at '\n' and rejoined with '\n'.
 inline std::vector<std::string> remove_repeated_lines(const std::vector<std::string>& documents) {
-  // 1. Count hash64(line) over every line of every document.
+  // 1. Count every line of every document (a map from the line's text to its count: exact, no
+  //    hash collision can remove a line).
   // 2. Rebuild each document from its lines whose count is 1.
   // BEGIN SOLUTION: remove_repeated_lines(): count every line's hash over the corpus, keep the lines seen once
   auto lines_of = [](const std::string& doc) {
@@ -90,9 +91,9 @@ inline std::vector<std::string> remove_repeated_lines(const std::vector<std::str
     }
     return lines;
   };
-  std::unordered_map<uint64_t, int64_t> counts;
+  std::unordered_map<std::string_view, int64_t> counts;
   for (const auto& doc : documents) {
-    for (auto line : lines_of(doc)) ++counts[hash64(line)];
+    for (auto line : lines_of(doc)) ++counts[line];
   }
   std::vector<std::string> out;
   out.reserve(documents.size());
@@ -100,7 +101,7 @@ inline std::vector<std::string> remove_repeated_lines(const std::vector<std::str
     std::string kept;
     bool first = true;
     for (auto line : lines_of(doc)) {
-      if (counts[hash64(line)] != 1) continue;
+      if (counts[line] != 1) continue;
       if (!first) kept += '\n';
       kept += line;
       first = false;
@@ -111,10 +112,11 @@ inline std::vector<std::string> remove_repeated_lines(const std::vector<std::str
   // END SOLUTION
 }
 
-// Lowercase ASCII; Latin-1 accented letters (UTF-8 U+00C0..U+00FF) to their base letter; every
-// other byte that is not a letter or digit to a space; runs of spaces to one; trimmed. This is
-// CS336's normalisation (lowercase, no punctuation, normalised whitespace, accents removed) for
-// the Latin alphabet; other scripts pass through unchanged.
+// Lowercase ASCII; Latin-1 accented letters (UTF-8 U+00C0..U+00FF) to their base letter; combining
+// accents (U+0300..U+036F, what NFD decomposes an accented letter into) dropped; every other byte
+// that is not a letter or digit to a space; runs of spaces to one; trimmed. This is CS336's
+// normalisation (lowercase, no punctuation, normalised whitespace, NFD with the accents removed)
+// for the Latin alphabet, in both composed and decomposed form; other scripts pass through unchanged.
 inline std::string normalize_for_dedup(std::string_view text) {
   // U+00C0..U+00FF in order, each its base letter ('\0' for the two that are not letters: x and /).
   static constexpr const char* kLatin1 =
@@ -130,6 +132,9 @@ inline std::string normalize_for_dedup(std::string_view text) {
     const unsigned char c = static_cast<unsigned char>(text[i]);
     if (c < 0x80) {
       emit(std::isalnum(c) ? static_cast<char>(std::tolower(c)) : ' ');
+    } else if ((c == 0xCC || c == 0xCD) && i + 1 < text.size() &&
+               (c == 0xCC || static_cast<unsigned char>(text[i + 1]) <= 0xAF)) {  // U+0300..U+036F
+      ++i;                                            // a combining accent: "e" + U+0301 is "é" decomposed
     } else if ((c == 0xC3) && i + 1 < text.size()) {  // U+00C0..U+00FF: 0xC3 0x80..0xBF
       const unsigned char d = static_cast<unsigned char>(text[i + 1]);
       const char base = (d >= 0x80 && d <= 0xBF) ? kLatin1[d - 0x80] : '\0';

@@ -185,7 +185,7 @@ class PretrainLoader {
     return permutation_;
   }
 
-  const TokenShard& shard_;
+  [[maybe_unused]] const TokenShard& shard_;  // (unused only in the stub, until next() is written)
   Options options_;
   int64_t num_blocks_ = 0;
   int64_t cursor_ = 0;
