@@ -17,6 +17,7 @@
 #include <llm/train/trainer.h>
 
 #include <fmt/format.h>
+#include <torch/csrc/autograd/profiler_legacy.h>
 #include <CLI/CLI.hpp>
 
 #include <chrono>
@@ -35,6 +36,8 @@ double seconds(const std::function<void()>& fn) {
 int main(int argc, char** argv) {
   CLI::App app{"Measure training and generation speed of the Llama-style model (lessons 03-05)."};
   std::string preset = "tiny", dtype = "float32";
+  bool train_only = false;
+  std::string profile_path;
   int64_t threads = 0, batch = 16, seq_len = 256, steps = 10, new_tokens = 256, prompt_len = 16;
   app.add_option("--preset", preset, "model size: tiny, small or medium")
       ->capture_default_str()
@@ -45,6 +48,10 @@ int main(int argc, char** argv) {
   app.add_option("--dtype", dtype, "training precision: float32, or bfloat16 autocast with fp32 master weights")
       ->capture_default_str()
       ->check(CLI::IsMember({"float32", "bfloat16"}));
+  app.add_flag("--train-only", train_only, "measure training only (benchmarks/compare.py)");
+  app.add_option("--profile", profile_path,
+                 "write a LibTorch profile of one training step (Chrome trace JSON; benchmarks/profile_summary.py "
+                 "sums it by operator)");
   app.add_option("--batch", batch, "training batch size B")->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--seq-len", seq_len, "training sequence length T")->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--steps", steps, "timed training steps (after 2 warm-up steps)")
@@ -79,9 +86,8 @@ int main(int argc, char** argv) {
     ce.reduction = llm::Reduction::kSum;
     std::function<llm::LossSum(const torch::Tensor&)> loss_sum = [&](const torch::Tensor& ids) {
       auto logits = model(ids.narrow(1, 0, seq_len));
-      return llm::LossSum{llm::cross_entropy(logits.reshape({-1, config.vocab_size}),
-                                             ids.narrow(1, 1, seq_len).reshape({-1}), ce),
-                          {}};
+      return llm::LossSum{
+          llm::cross_entropy(logits.reshape({-1, config.vocab_size}), ids.narrow(1, 1, seq_len).reshape({-1}), ce), {}};
     };
     auto step = [&] { trainer.step(batch_of_one, count, loss_sum); };
     step(), step();  // warm-up: allocations, thread pools
@@ -90,6 +96,15 @@ int main(int argc, char** argv) {
     });
     fmt::print("training   B {} x T {}, {}, AdamW: {:9.0f} tokens/s  ({:.3f} s/step)\n", batch, seq_len, dtype,
                batch * seq_len * steps / train_s, train_s / steps);
+    if (!profile_path.empty()) {
+      {
+        torch::autograd::profiler::RecordProfile profile(profile_path);
+        step();
+      }
+      fmt::print("profile of one step: {}\n", profile_path);
+    }
+
+    if (train_only) return 0;
 
     // ---- generation ----
     llm::GenerationConfig gen;

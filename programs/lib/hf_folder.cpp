@@ -28,7 +28,9 @@ ordered_json byte_level(bool add_prefix_space, bool trim_offsets) {
           {"use_regex", true}};
 }
 
-std::string token_text(const BpeTokenizer& tok, TokenId id) { return bytes_to_gpt2_text(tok.token_bytes(id)); }
+std::string token_text(const BpeTokenizer& tok, TokenId id) {
+  return bytes_to_gpt2_text(tok.token_bytes(id));
+}
 
 nlohmann::json read_json(const fs::path& path) {
   try {
@@ -48,8 +50,9 @@ int64_t special_or_none(const BpeTokenizer& tokenizer, const std::string& text) 
 
 nlohmann::json llama_config_json(const ModelConfig& c, const BpeTokenizer& tokenizer, const std::string& dtype) {
   if (c.mlp_type == "gelu") {
-    throw std::runtime_error("model.mlp_type 'gelu' (a plain GELU MLP) has no LlamaForCausalLM equivalent; "
-                             "only the gated MLPs (swiglu, geglu) can be exported");
+    throw std::runtime_error(
+        "model.mlp_type 'gelu' (a plain GELU MLP) has no LlamaForCausalLM equivalent; "
+        "only the gated MLPs (swiglu, geglu) can be exported");
   }
   const int64_t eot = special_or_none(tokenizer, "<|endoftext|>");
   const int64_t end = special_or_none(tokenizer, "<|end|>");
@@ -107,7 +110,8 @@ ModelConfig model_config_from_llama_json(const nlohmann::json& j, const std::str
   c.rms_norm_eps = j.value("rms_norm_eps", 1e-6);
   if (j.contains("rope_parameters") && j["rope_parameters"].is_object()) {
     const auto& rp = j["rope_parameters"];
-    if (rp.value("rope_type", "default") != "default") fail("rope_parameters.rope_type other than 'default' is not supported");
+    if (rp.value("rope_type", "default") != "default")
+      fail("rope_parameters.rope_type other than 'default' is not supported");
     c.rope_theta = rp.value("rope_theta", j.value("rope_theta", 10000.0));
   } else {
     c.rope_theta = j.value("rope_theta", 10000.0);
@@ -122,8 +126,10 @@ ModelConfig model_config_from_llama_json(const nlohmann::json& j, const std::str
   } else {
     fail("hidden_act '" + act + "' is not supported; valid: silu, gelu");
   }
-  if (j.value("attention_bias", false) || j.value("mlp_bias", false)) fail("attention_bias / mlp_bias are not supported");
-  if (j.contains("head_dim") && !j["head_dim"].is_null() && j["head_dim"].get<int64_t>() * c.num_attention_heads != c.hidden_size) {
+  if (j.value("attention_bias", false) || j.value("mlp_bias", false))
+    fail("attention_bias / mlp_bias are not supported");
+  if (j.contains("head_dim") && !j["head_dim"].is_null() &&
+      j["head_dim"].get<int64_t>() * c.num_attention_heads != c.hidden_size) {
     fail("head_dim * num_attention_heads != hidden_size is not supported");
   }
   try {
@@ -154,7 +160,9 @@ void save_hf_folder(const std::string& dir, CausalLM& model, const BpeTokenizer&
   const fs::path tmp = dir + ".tmp";
   fs::remove_all(tmp);
   fs::create_directories(tmp);
-  auto write = [&](const std::string& name, const std::string& text) { write_file_atomically((tmp / name).string(), text); };
+  auto write = [&](const std::string& name, const std::string& text) {
+    write_file_atomically((tmp / name).string(), text);
+  };
 
   TensorMap weights;
   for (const auto& p : model->named_parameters()) weights[p.key()] = p.value().detach().to(dtype);
@@ -188,8 +196,8 @@ void save_hf_folder(const std::string& dir, CausalLM& model, const BpeTokenizer&
   std::sort(specials.begin(), specials.end());
   ordered_json added = ordered_json::array(), decoder = ordered_json::object(), extra = ordered_json::array();
   for (const auto& [id, text] : specials) {
-    ordered_json t = {{"id", id},           {"content", text},      {"single_word", false}, {"lstrip", false},
-                      {"rstrip", false},    {"normalized", false},  {"special", true}};
+    ordered_json t = {{"id", id},        {"content", text},     {"single_word", false}, {"lstrip", false},
+                      {"rstrip", false}, {"normalized", false}, {"special", true}};
     added.push_back(t);
     t.erase("id");
     decoder[std::to_string(id)] = t;
@@ -229,8 +237,8 @@ void save_hf_folder(const std::string& dir, CausalLM& model, const BpeTokenizer&
                          {"added_tokens_decoder", decoder}};
   if (chat) config["chat_template"] = kChatTemplate;
   write("tokenizer_config.json", config.dump(2, ' ', false) + "\n");
-  ordered_json map = {{"bos_token", eot_text}, {"eos_token", eot_text}, {"pad_token", eot_text},
-                      {"additional_special_tokens", extra}};
+  ordered_json map = {
+      {"bos_token", eot_text}, {"eos_token", eot_text}, {"pad_token", eot_text}, {"additional_special_tokens", extra}};
   write("special_tokens_map.json", map.dump(2) + "\n");
   if (chat) write("chat_template.jinja", std::string(kChatTemplate) + "\n");
 
@@ -247,7 +255,8 @@ HfModel load_hf_folder(const std::string& dir) {
   if (!fs::is_directory(d)) throw std::runtime_error("'" + dir + "' is not a model folder (no such directory)");
   for (const char* file : {"config.json", "model.safetensors", "vocab.json", "merges.txt"}) {
     if (!fs::exists(d / file)) {
-      throw std::runtime_error(dir + ": no " + file + " (a Hugging Face Llama folder with a byte-level BPE tokenizer "
+      throw std::runtime_error(dir + ": no " + file +
+                               " (a Hugging Face Llama folder with a byte-level BPE tokenizer "
                                "needs config.json, model.safetensors, vocab.json and merges.txt)");
     }
   }

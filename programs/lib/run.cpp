@@ -96,7 +96,10 @@ std::string format_count(double value) {
 }
 
 Progress::Progress(std::string label, int64_t total, int64_t start)
-    : label_(std::move(label)), total_(total), start_(start), t0_(std::chrono::steady_clock::now()),
+    : label_(std::move(label)),
+      total_(total),
+      start_(start),
+      t0_(std::chrono::steady_clock::now()),
       tty_(isatty(fileno(stdout))) {}
 
 double Progress::elapsed() const {
@@ -166,7 +169,9 @@ bool plot_metrics(const std::string& metrics_path, const std::string& png_path, 
   return true;
 }
 
-void write_text(const std::string& path, const std::string& text) { write_file_atomically(path, text); }
+void write_text(const std::string& path, const std::string& text) {
+  write_file_atomically(path, text);
+}
 
 std::string utc_timestamp() {
   std::time_t now = std::time(nullptr);

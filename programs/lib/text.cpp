@@ -34,7 +34,8 @@ std::vector<std::string> split_documents(const std::string& text, const std::str
     size_t start = 0;
     for (size_t pos = 0; pos < text.size();) {
       const size_t line_end = text.find('\n', pos);
-      const std::string_view line = std::string_view(text).substr(pos, line_end == std::string::npos ? std::string::npos : line_end - pos);
+      const std::string_view line =
+          std::string_view(text).substr(pos, line_end == std::string::npos ? std::string::npos : line_end - pos);
       if (pos > start && (line.substr(0, 8) == "Chapter " || line.substr(0, 8) == "CHAPTER ")) {
         push(std::string_view(text).substr(start, pos - start));
         start = pos;
@@ -56,9 +57,12 @@ size_t incomplete_utf8_suffix(std::string_view s) {
     const unsigned char c = static_cast<unsigned char>(s[n - back]);
     if ((c & 0xC0) == 0x80) continue;  // a continuation byte
     size_t need = 1;
-    if ((c & 0xE0) == 0xC0) need = 2;
-    else if ((c & 0xF0) == 0xE0) need = 3;
-    else if ((c & 0xF8) == 0xF0) need = 4;
+    if ((c & 0xE0) == 0xC0)
+      need = 2;
+    else if ((c & 0xF0) == 0xE0)
+      need = 3;
+    else if ((c & 0xF8) == 0xF0)
+      need = 4;
     return need > back ? back : 0;
   }
   return 0;

@@ -71,7 +71,8 @@ int run(const CleanOptions& o) {
     auto words = split_words(near);
     if (words.size() > 20) {  // change one word in twenty
       std::string changed;
-      for (size_t w = 0; w < words.size(); ++w) changed += (w % 20 == 7 ? std::string("changed") : std::string(words[w])) + " ";
+      for (size_t w = 0; w < words.size(); ++w)
+        changed += (w % 20 == 7 ? std::string("changed") : std::string(words[w])) + " ";
       near = changed;
     }
     docs.push_back(near);
@@ -109,9 +110,9 @@ int run(const CleanOptions& o) {
   const auto near = minhash_dedup(left2, mh);
   for (size_t k = 0; k < left2.size(); ++k) {
     if (!near.keep[k]) {
-      verdict[index2[k]] = FilterResult::reject("near_duplicate", jaccard(shingles(left2[k], mh.ngram),
-                                                                          shingles(left2[near.cluster[k]], mh.ngram)),
-                                                o.jaccard);
+      verdict[index2[k]] = FilterResult::reject(
+          "near_duplicate", jaccard(shingles(left2[k], mh.ngram), shingles(left2[near.cluster[k]], mh.ngram)),
+          o.jaccard);
     }
   }
   // 6: the classifier, trained on the survivors against junk made from them (other seeds than the
@@ -132,7 +133,8 @@ int run(const CleanOptions& o) {
     const auto scores = classifier->score(survivors);
     auc = roc_auc(scores, classifier->score(negatives));
     for (size_t k = 0; k < survivors.size(); ++k) {
-      if (scores[k] < o.min_score) verdict[survivor_index[k]] = FilterResult::reject("quality_score", scores[k], o.min_score);
+      if (scores[k] < o.min_score)
+        verdict[survivor_index[k]] = FilterResult::reject("quality_score", scores[k], o.min_score);
     }
   }
 
@@ -153,16 +155,22 @@ int run(const CleanOptions& o) {
     }
     ++removed[v.rule];
     ++by_origin[v.rule][origin[i]];
-    if (!example.count(v.rule)) example[v.rule] = fmt::format("{:.3g} vs {:.3g}: \"{}\"", v.value, v.limit, preview(docs[i]));
-    removed_lines += nlohmann::json{{"index", i}, {"rule", v.rule}, {"value", v.value}, {"limit", v.limit},
-                                    {"origin", origin[i]}, {"preview", preview(docs[i])}}
+    if (!example.count(v.rule))
+      example[v.rule] = fmt::format("{:.3g} vs {:.3g}: \"{}\"", v.value, v.limit, preview(docs[i]));
+    removed_lines += nlohmann::json{{"index", i},       {"rule", v.rule},      {"value", v.value},
+                                    {"limit", v.limit}, {"origin", origin[i]}, {"preview", preview(docs[i])}}
                          .dump() +
                      "\n";
   }
   write_text((fs::path(o.out) / "kept.txt").string(), kept_text);
   write_text((fs::path(o.out) / "removed.jsonl").string(), removed_lines);
-  nlohmann::json report = {{"documents", docs.size()}, {"kept", kept}, {"bytes", all_bytes}, {"kept_bytes", kept_bytes},
-                           {"removed", removed}, {"removed_by_origin", by_origin}, {"classifier_auc_on_training_data", auc}};
+  nlohmann::json report = {{"documents", docs.size()},
+                           {"kept", kept},
+                           {"bytes", all_bytes},
+                           {"kept_bytes", kept_bytes},
+                           {"removed", removed},
+                           {"removed_by_origin", by_origin},
+                           {"classifier_auc_on_training_data", auc}};
   write_text((fs::path(o.out) / "report.json").string(), report.dump(2) + "\n");
   fmt::print("\n{:<30}{:>8}   {}\n", "rule", "removed", "first example (measured vs threshold)");
   for (const auto& [rule, n] : removed) fmt::print("{:<30}{:>8}   {}\n", rule, n, example[rule]);
@@ -181,17 +189,25 @@ int clean_main(int argc, char** argv) {
   CleanOptions o;
   app.add_option("--input", o.inputs, "text file(s)")->required()->check(CLI::ExistingFile);
   app.add_option("--out", o.out, "folder for kept.txt, removed.jsonl, report.json (must not exist)")->required();
-  app.add_option("--split", o.split, "how files are cut into documents")->capture_default_str()->check(CLI::IsMember(kSplitModes));
+  app.add_option("--split", o.split, "how files are cut into documents")
+      ->capture_default_str()
+      ->check(CLI::IsMember(kSplitModes));
   app.add_option("--inject-junk", o.inject, "add N junk documents, N/4 exact and N/4 near copies")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
-  app.add_option("--min-chars", o.min_chars, "the length filter's minimum")->capture_default_str()->check(CLI::NonNegativeNumber);
-  app.add_option("--jaccard", o.jaccard, "near-duplicate threshold")->capture_default_str()->check(CLI::Range(0.0, 1.0));
+  app.add_option("--min-chars", o.min_chars, "the length filter's minimum")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--jaccard", o.jaccard, "near-duplicate threshold")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
   app.add_option("--min-score", o.min_score, "quality score below which a document is removed")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1.0));
   app.add_option("--seed", o.seed, "seed of the injected documents")->capture_default_str();
-  app.add_option("--threads", o.threads, "compute threads; 0 = every core")->capture_default_str()->check(CLI::NonNegativeNumber);
+  app.add_option("--threads", o.threads, "compute threads; 0 = every core")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   if (int rc = parse_command_line(app, argc, argv); rc >= 0) return rc;
   return run_command("llm clean", [&] { return run(o); });
 }

@@ -42,13 +42,18 @@ int export_main(int argc, char** argv) {
   auto* c = app.add_option("--checkpoint", checkpoint_dir, "a checkpoint folder (<stage>/checkpoints/step_*)")
                 ->check(CLI::ExistingDirectory);
   app.add_option("--model", model_dir, "or a model folder to re-save")->check(CLI::ExistingDirectory)->excludes(c);
-  app.add_option("--tokenizer", tokenizer_dir, "the tokenizer folder (with --checkpoint)")->check(CLI::ExistingDirectory);
+  app.add_option("--tokenizer", tokenizer_dir, "the tokenizer folder (with --checkpoint)")
+      ->check(CLI::ExistingDirectory);
   app.add_option("--out", out, "the folder to write (must not exist)")->required();
-  app.add_option("--dtype", dtype, "weights as float32 or bfloat16")->capture_default_str()->check(CLI::IsMember({"float32", "bfloat16"}));
+  app.add_option("--dtype", dtype, "weights as float32 or bfloat16")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"float32", "bfloat16"}));
   if (int rc = parse_command_line(app, argc, argv); rc >= 0) return rc;
   return run_command("llm export", [&] {
-    if (checkpoint_dir.empty() == model_dir.empty()) throw UsageError("give exactly one of --checkpoint DIR or --model DIR");
-    if (std::filesystem::exists(out)) throw UsageError("'" + out + "' already exists; choose another --out (nothing is overwritten)");
+    if (checkpoint_dir.empty() == model_dir.empty())
+      throw UsageError("give exactly one of --checkpoint DIR or --model DIR");
+    if (std::filesystem::exists(out))
+      throw UsageError("'" + out + "' already exists; choose another --out (nothing is overwritten)");
     SaveOptions save;
     save.dtype = dtype;
     if (!model_dir.empty()) {
@@ -57,7 +62,8 @@ int export_main(int argc, char** argv) {
     } else {
       if (tokenizer_dir.empty()) throw UsageError("--checkpoint needs --tokenizer DIR (the run's tokenizer folder)");
       const Checkpoint ck = load_checkpoint(checkpoint_dir);
-      const ModelConfig config = model_config_from_fields(ck.state.model_config, checkpoint_dir + "/trainer_state.json");
+      const ModelConfig config =
+          model_config_from_fields(ck.state.model_config, checkpoint_dir + "/trainer_state.json");
       CausalLM model(config);
       restore_parameters(*model, ck.model, checkpoint_dir + "/model.safetensors");
       save_hf_folder(out, model, load_tokenizer_dir(tokenizer_dir), save);

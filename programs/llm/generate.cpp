@@ -56,7 +56,8 @@ int run(GenerateOptions o) {
     try {
       chat = ChatTemplate::from(m.tokenizer);
     } catch (const std::exception&) {
-      throw UsageError("--chat: the tokenizer of " + o.model_dir + " has no chat tokens (<|user|>, <|assistant|>, <|end|>)");
+      throw UsageError("--chat: the tokenizer of " + o.model_dir +
+                       " has no chat tokens (<|user|>, <|assistant|>, <|end|>)");
     }
     gen.stop_tokens.push_back(end);
   }
@@ -96,17 +97,31 @@ int generate_main(int argc, char** argv) {
   CLI::App app{"Sample text from a model folder (ours, or any Hugging Face Llama with a byte-level BPE tokenizer).",
                "llm generate"};
   GenerateOptions o;
-  app.add_option("--model", o.model_dir, "a model folder, e.g. runs/demo/pretrain/final")->required()->check(CLI::ExistingDirectory);
+  app.add_option("--model", o.model_dir, "a model folder, e.g. runs/demo/pretrain/final")
+      ->required()
+      ->check(CLI::ExistingDirectory);
   auto* p = app.add_option("--prompt", o.prompts, "a prompt (repeatable)");
-  app.add_option("--prompts-file", o.prompts_file, "a file with one prompt per line")->check(CLI::ExistingFile)->excludes(p);
-  app.add_option("--max-new-tokens", o.max_new_tokens, "tokens to generate at most")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--prompts-file", o.prompts_file, "a file with one prompt per line")
+      ->check(CLI::ExistingFile)
+      ->excludes(p);
+  app.add_option("--max-new-tokens", o.max_new_tokens, "tokens to generate at most")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   app.add_option("--temperature", o.temperature, "0 = greedy")->capture_default_str()->check(CLI::Range(0.0, 100.0));
-  app.add_option("--top-k", o.top_k, "keep the k most likely tokens; 0 = off")->capture_default_str()->check(CLI::NonNegativeNumber);
-  app.add_option("--top-p", o.top_p, "nucleus sampling mass; 1 = off")->capture_default_str()->check(CLI::Range(0.0, 1.0));
-  app.add_option("--repetition-penalty", o.repetition_penalty, "1 = off")->capture_default_str()->check(CLI::Range(0.01, 100.0));
+  app.add_option("--top-k", o.top_k, "keep the k most likely tokens; 0 = off")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--top-p", o.top_p, "nucleus sampling mass; 1 = off")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+  app.add_option("--repetition-penalty", o.repetition_penalty, "1 = off")
+      ->capture_default_str()
+      ->check(CLI::Range(0.01, 100.0));
   app.add_option("--seed", o.seed, "random seed of the sampler")->capture_default_str();
   app.add_flag("--chat", o.chat, "wrap each prompt in the chat template and stop at <|end|>");
-  app.add_option("--threads", o.threads, "compute threads; 0 = every core")->capture_default_str()->check(CLI::NonNegativeNumber);
+  app.add_option("--threads", o.threads, "compute threads; 0 = every core")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   if (int rc = parse_command_line(app, argc, argv); rc >= 0) return rc;
   return run_command("llm generate", [&] { return run(o); });
 }

@@ -32,13 +32,14 @@ void forward_signal(int sig) {
 }  // namespace
 
 int launch_main(int argc, char** argv) {
-  CLI::App app{"Run an llm command as N data-parallel processes on this machine (torchrun's variables).",
-               "llm launch"};
+  CLI::App app{"Run an llm command as N data-parallel processes on this machine (torchrun's variables).", "llm launch"};
   int64_t nproc = 2, port = 29500;
   std::string addr = "127.0.0.1";
   std::vector<std::string> command;
   app.add_option("--nproc", nproc, "processes to start")->capture_default_str()->check(CLI::Range(1, 256));
-  app.add_option("--master-port", port, "the rendezvous port on this machine")->capture_default_str()->check(CLI::Range(1, 65535));
+  app.add_option("--master-port", port, "the rendezvous port on this machine")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 65535));
   app.add_option("--master-addr", addr, "the rendezvous address")->capture_default_str();
   app.add_option("command", command, "the llm command to run, after --")->required();
   app.allow_extras(false);

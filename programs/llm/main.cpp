@@ -24,10 +24,12 @@ struct Command {
 const Command kCommands[] = {
     {"tokenizer", llm::cli::tokenizer_main, "train a byte-level BPE tokenizer; encode and decode text"},
     {"clean", llm::cli::clean_main, "filter, deduplicate and score a text corpus, reporting what each rule removed"},
-    {"pretrain", llm::cli::pretrain_main, "pretrain the Llama of lessons 03-05 on a corpus (run folder, checkpoints, final/)"},
+    {"pretrain", llm::cli::pretrain_main,
+     "pretrain the Llama of lessons 03-05 on a corpus (run folder, checkpoints, final/)"},
     {"generate", llm::cli::generate_main, "sample text from a model folder, streamed"},
     {"export", llm::cli::export_main, "turn a training checkpoint into a Hugging Face model folder"},
-    {"launch", llm::cli::launch_main, "run a command as N data-parallel processes on this machine (torchrun's variables)"},
+    {"launch", llm::cli::launch_main,
+     "run a command as N data-parallel processes on this machine (torchrun's variables)"},
 };
 
 void usage(FILE* out) {

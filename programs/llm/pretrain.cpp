@@ -133,7 +133,8 @@ int run(PretrainOptions o) {
   torch::manual_seed(static_cast<uint64_t>(train.seed));
 
   // ---- tokenizer ----
-  const std::string tokenizer_dir = o.tokenizer_dir.empty() ? (fs::path(o.run) / "tokenizer").string() : o.tokenizer_dir;
+  const std::string tokenizer_dir =
+      o.tokenizer_dir.empty() ? (fs::path(o.run) / "tokenizer").string() : o.tokenizer_dir;
   if (!fs::exists(fs::path(tokenizer_dir) / "vocab.json")) {
     throw UsageError("no tokenizer in '" + tokenizer_dir + "'; train one first (llm tokenizer train --chat --out " +
                      tokenizer_dir + ") or pass --tokenizer DIR");
@@ -141,7 +142,8 @@ int run(PretrainOptions o) {
   const BpeTokenizer tok = load_tokenizer_dir(tokenizer_dir);
   if (model_config.vocab_size != tok.vocab_size()) {
     if (rank0 && model_config.vocab_size != ModelConfig::preset("tiny").vocab_size) {
-      fmt::print("note: model.vocab_size {} replaced by the tokenizer's {}\n", model_config.vocab_size, tok.vocab_size());
+      fmt::print("note: model.vocab_size {} replaced by the tokenizer's {}\n", model_config.vocab_size,
+                 tok.vocab_size());
     }
     model_config.vocab_size = tok.vocab_size();
   }
@@ -196,13 +198,14 @@ int run(PretrainOptions o) {
   TrainerOptions to;
   to.grad_clip = train.grad_clip;
   to.bf16 = uses_bf16_autocast(train.dtype);
-  to.schedule = {train.schedule, train.learning_rate, train.min_lr, train.warmup_steps, train.max_steps,
-                 train.decay_fraction};
+  to.schedule = {train.schedule,     train.learning_rate, train.min_lr,
+                 train.warmup_steps, train.max_steps,     train.decay_fraction};
   Trainer trainer(*optimizer, to, group.get());
   if (rank0) {
-    fmt::print("model: {:.2f}M parameters; data: {} blocks of {} tokens per epoch, {} per step\n",
-               model->num_parameters() / 1e6, loader.num_blocks(), train.seq_len,
-               format_count(static_cast<double>(train.batch_size * train.grad_accum_steps * env.world_size * train.seq_len)));
+    fmt::print(
+        "model: {:.2f}M parameters; data: {} blocks of {} tokens per epoch, {} per step\n",
+        model->num_parameters() / 1e6, loader.num_blocks(), train.seq_len,
+        format_count(static_cast<double>(train.batch_size * train.grad_accum_steps * env.world_size * train.seq_len)));
   }
 
   // ---- resume ----
@@ -251,7 +254,9 @@ int run(PretrainOptions o) {
     if (rank0) {
       fmt::print("validation before training ({} tokens of {}): loss {:.4f}, {:.4f} bits per byte\n",
                  format_count(before.tokens), train.val_data, before.nats / before.tokens, bits_per_byte(before));
-      metrics.log({{"step", trainer.step_count()}, {"val/loss", before.nats / before.tokens}, {"val/bpb", bits_per_byte(before)}});
+      metrics.log({{"step", trainer.step_count()},
+                   {"val/loss", before.nats / before.tokens},
+                   {"val/bpb", bits_per_byte(before)}});
     }
   }
 
@@ -310,8 +315,10 @@ int run(PretrainOptions o) {
     c.model = capture_parameters(*model);
     c.optimizer = optimizer->state_dict();
     c.rng_state = capture_rng_state();
-    c.state = {done, loader.cursor(), tokens_seen, elapsed_before + progress.elapsed(), env.world_size,
-               config_to_json(model_config), extra};
+    c.state = {done,           loader.cursor(),
+               tokens_seen,    elapsed_before + progress.elapsed(),
+               env.world_size, config_to_json(model_config),
+               extra};
     save_checkpoint(checkpoint_root, c, train.keep_checkpoints);
   };
   LoopOptions loop;
@@ -324,8 +331,9 @@ int run(PretrainOptions o) {
     progress.finish();
     const auto kept = list_checkpoints(checkpoint_root);
     throw std::runtime_error(std::string(e.what()) + "; stopped. " +
-                             (kept.empty() ? "No checkpoint was written yet."
-                                           : "The last good checkpoint is " + kept.front() + " (--resume continues from it)."));
+                             (kept.empty()
+                                  ? "No checkpoint was written yet."
+                                  : "The last good checkpoint is " + kept.front() + " (--resume continues from it)."));
   }
   progress.finish();
 
@@ -342,7 +350,8 @@ int run(PretrainOptions o) {
   save_hf_folder(final_dir, model, tok);
   std::string samples;
   for (int64_t i = 0; i < o.samples; ++i) {
-    static const char* kPrompts[] = {"It is a truth universally acknowledged", "Elizabeth", "\"My dear", "The next morning"};
+    static const char* kPrompts[] = {"It is a truth universally acknowledged", "Elizabeth", "\"My dear",
+                                     "The next morning"};
     const std::string s = sample_text(model, tok, kPrompts[i % 4], o.sample_tokens, 1000 + i);
     samples += s + "\n\n---\n\n";
     fmt::print("\nsample {}:\n{}\n", i + 1, s);
@@ -377,14 +386,17 @@ int pretrain_main(int argc, char** argv) {
   PretrainOptions o;
   app.add_option("--config", o.config_path, "YAML with the sections model and train (configs/quick.yaml, ...)")
       ->check(CLI::ExistingFile);
-  app.add_option("--run", o.run, "the run folder: reads <run>/tokenizer, writes <run>/pretrain (default: train.out_dir)");
+  app.add_option("--run", o.run,
+                 "the run folder: reads <run>/tokenizer, writes <run>/pretrain (default: train.out_dir)");
   app.add_option("--tokenizer", o.tokenizer_dir, "a tokenizer folder other than <run>/tokenizer");
   app.add_option("--set", o.overrides, "override one setting, e.g. --set train.max_steps=100 (repeatable)");
   app.add_flag("--resume", o.resume, "continue <run>/pretrain from its newest complete checkpoint");
   app.add_option("--split", o.split, "how the corpus is cut into documents (each ends with <|endoftext|>)")
       ->capture_default_str()
       ->check(CLI::IsMember(kSplitModes));
-  app.add_option("--samples", o.samples, "texts to sample from the final model")->capture_default_str()->check(CLI::NonNegativeNumber);
+  app.add_option("--samples", o.samples, "texts to sample from the final model")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   if (int rc = parse_command_line(app, argc, argv); rc >= 0) return rc;
   return run_command("llm pretrain", [&] { return run(o); });
 }

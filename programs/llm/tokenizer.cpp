@@ -68,8 +68,7 @@ void print_encoding(const llm::BpeTokenizer& tok, const std::string& text, const
 namespace llm::cli {
 
 int tokenizer_main(int argc, char** argv) {
-  CLI::App app{"Train a byte-level BPE tokenizer (GPT-2's algorithm), or encode and decode with one.",
-               "llm tokenizer"};
+  CLI::App app{"Train a byte-level BPE tokenizer (GPT-2's algorithm), or encode and decode with one.", "llm tokenizer"};
   app.require_subcommand(1);
 
   // ---- train ----
@@ -124,8 +123,10 @@ int tokenizer_main(int argc, char** argv) {
   return run_command("llm tokenizer", [&] {
     if (*train) {
       if (chat_tokens) {
-        for (const char* s : {ChatTemplate::kEndOfText, ChatTemplate::kUser, ChatTemplate::kAssistant, ChatTemplate::kEnd}) {
-          if (std::find(options.special_tokens.begin(), options.special_tokens.end(), s) == options.special_tokens.end()) {
+        for (const char* s :
+             {ChatTemplate::kEndOfText, ChatTemplate::kUser, ChatTemplate::kAssistant, ChatTemplate::kEnd}) {
+          if (std::find(options.special_tokens.begin(), options.special_tokens.end(), s) ==
+              options.special_tokens.end()) {
             options.special_tokens.push_back(s);
           }
         }
@@ -170,7 +171,7 @@ int tokenizer_main(int argc, char** argv) {
         }
         if (used != word.size() || id < 0 || id >= tok.vocab_size()) {
           throw UsageError("'" + word + "' is not a token id of this tokenizer (0.." +
-                                      std::to_string(tok.vocab_size() - 1) + ")");
+                           std::to_string(tok.vocab_size() - 1) + ")");
         }
         ids.push_back(static_cast<TokenId>(id));
       }

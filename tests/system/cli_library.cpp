@@ -116,8 +116,9 @@ TEST_F(HfFolder, RoundTripGivesTheSameLogits) {
     model->eval();
     const auto dir = TempDir(tied ? "hf-tied" : "hf") + "/final";
     llm::cli::save_hf_folder(dir, model, tok);
-    for (const char* f : {"model.safetensors", "config.json", "generation_config.json", "vocab.json", "merges.txt",
-                          "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"}) {
+    for (const char* f :
+         {"model.safetensors", "config.json", "generation_config.json", "vocab.json", "merges.txt", "tokenizer.json",
+          "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"}) {
       EXPECT_TRUE(fs::exists(fs::path(dir) / f)) << f;
     }
     auto loaded = llm::cli::load_hf_folder(dir);
@@ -150,14 +151,16 @@ TEST_F(HfFolder, AnIndependentPyTorchLlamaComputesTheSameLogits) {
     const auto dir = TempDir(tied ? "peer-tied" : "peer") + "/m";
     llm::cli::save_hf_folder(dir, model, tok);
     const std::vector<int64_t> ids = {5, 77, 3, 250, 299, 41, 8, 8, 120};
-    std::string command = "/usr/bin/python3 " + std::string(llm::kSourceDir) + "/benchmarks/peer_llama.py logits --model " +
-                          dir + " --ids " + fmt::format("{}", fmt::join(ids, ","));
+    std::string command = "/usr/bin/python3 " + std::string(llm::kSourceDir) +
+                          "/benchmarks/peer_llama.py logits --model " + dir + " --ids " +
+                          fmt::format("{}", fmt::join(ids, ","));
     FILE* pipe = popen(command.c_str(), "r");
     ASSERT_NE(pipe, nullptr);
     std::string out;
     char buffer[65536];
     for (size_t n; (n = fread(buffer, 1, sizeof buffer, pipe)) > 0;) out.append(buffer, n);
-    ASSERT_EQ(pclose(pipe), 0) << "the peer failed (is python3-torch installed? scripts/setup.sh installs it): " << command;
+    ASSERT_EQ(pclose(pipe), 0) << "the peer failed (is python3-torch installed? scripts/setup.sh installs it): "
+                               << command;
     const auto peer = nlohmann::json::parse(out).get<std::vector<std::vector<double>>>();
     torch::NoGradGuard no_grad;
     auto ours = model(torch::tensor(ids).view({1, -1}))[0];
@@ -198,7 +201,8 @@ TEST_F(HfFolder, Bf16ExportHalvesTheWeightsAndStaysClose) {
   llm::cli::SaveOptions bf16;
   bf16.dtype = "bfloat16";
   llm::cli::save_hf_folder(root + "/bf16", model, tok, bf16);
-  const auto small = fs::file_size(root + "/bf16/model.safetensors"), big = fs::file_size(root + "/f32/model.safetensors");
+  const auto small = fs::file_size(root + "/bf16/model.safetensors"),
+             big = fs::file_size(root + "/f32/model.safetensors");
   EXPECT_LT(small, big * 0.51 + 4096);
   auto loaded = llm::cli::load_hf_folder(root + "/bf16");
   auto ids = torch::randint(0, tok.vocab_size(), {1, 9});
@@ -235,8 +239,8 @@ TEST_F(Config, OverridesGoThroughTheSameValidationAsTheFile) {
   sections.add("train", train);
   const auto dir = TempDir("config");
   llm::write_file_atomically(dir + "/c.yaml", "model:\n  preset: small\ntrain:\n  max_steps: 50\n");
-  sections.load(dir + "/c.yaml",
-                {"train.learning_rate=3e-4", "model.num_hidden_layers=6", "train.max_steps=700", "train.warmup_steps=7"});
+  sections.load(dir + "/c.yaml", {"train.learning_rate=3e-4", "model.num_hidden_layers=6", "train.max_steps=700",
+                                  "train.warmup_steps=7"});
   EXPECT_EQ(model.hidden_size, 256) << "the preset";
   EXPECT_EQ(model.num_hidden_layers, 6) << "an override after the preset";
   EXPECT_DOUBLE_EQ(train.learning_rate, 3e-4);
@@ -278,7 +282,8 @@ TEST_F(Text, Utf8StreamNeverSplitsACharacter) {
                                          s.push(text.substr(cut2)), s.flush()};
       std::string joined;
       for (const auto& p : pieces) {
-        EXPECT_EQ(llm::cli::incomplete_utf8_suffix(p), 0u) << "a piece ends inside a character: cuts " << cut << ", " << cut2;
+        EXPECT_EQ(llm::cli::incomplete_utf8_suffix(p), 0u)
+            << "a piece ends inside a character: cuts " << cut << ", " << cut2;
         joined += p;
       }
       EXPECT_EQ(joined, text);

@@ -14,8 +14,8 @@
 
 #include <llm/common/files.h>
 
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cstdint>
@@ -61,7 +61,8 @@ inline torch::Dtype dtype_of(const std::string& name, const std::string& where) 
 using TensorMap = std::map<std::string, torch::Tensor>;
 
 // The file's bytes. Tensors are written in name order (std::map), contiguous, on the CPU.
-inline std::string encode_safetensors(const TensorMap& tensors, const std::map<std::string, std::string>& metadata = {}) {
+inline std::string encode_safetensors(const TensorMap& tensors,
+                                      const std::map<std::string, std::string>& metadata = {}) {
   static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "safetensors are little-endian");
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
   nlohmann::ordered_json meta = {{"format", "pt"}};
@@ -102,7 +103,8 @@ struct SafetensorsFile {
 
 // Parses a whole file's bytes. `where` names it in errors.
 inline SafetensorsFile decode_safetensors(const std::string& bytes, const std::string& where) {
-  if (bytes.size() < 8) throw SafetensorsError(where + ": " + std::to_string(bytes.size()) + " bytes, too short for safetensors");
+  if (bytes.size() < 8)
+    throw SafetensorsError(where + ": " + std::to_string(bytes.size()) + " bytes, too short for safetensors");
   uint64_t n = 0;
   std::memcpy(&n, bytes.data(), 8);
   if (n > bytes.size() - 8) {

@@ -3,8 +3,8 @@
 
 #include <llm/cli/run.h>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include <functional>
 #include <string>

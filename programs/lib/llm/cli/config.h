@@ -26,8 +26,7 @@ class ConfigSections {
   // Registers a section backed by `config` (a struct with fields() and validate()).
   template <typename Config>
   void add(const std::string& name, Config& config) {
-    sections_.push_back({name,
-                         [&config, name](const YAML::Node& node) { apply_yaml(config, node, name); },
+    sections_.push_back({name, [&config, name](const YAML::Node& node) { apply_yaml(config, node, name); },
                          [&config] { return to_yaml(config); }, [&config] { config.validate(); }, nullptr});
   }
 

@@ -38,7 +38,7 @@ struct HfModel {
 struct SaveOptions {
   std::string dtype = "float32";  // float32 | bfloat16 for the weights in model.safetensors
   bool overwrite = false;
-  nlohmann::json generation;      // extra generation_config.json keys (temperature, top_k, ...)
+  nlohmann::json generation;  // extra generation_config.json keys (temperature, top_k, ...)
 };
 
 // Writes a complete folder (every file above) atomically: into "<dir>.tmp", then renamed.

@@ -89,7 +89,9 @@ inline void check_no_unknown_state(const OptimizerState& state, const std::set<s
   for (const auto& [key, value] : state) {
     if (!used.count(key)) unknown += (unknown.empty() ? "'" : ", '") + key + "'";
   }
-  if (!unknown.empty()) throw std::runtime_error(std::string(who) + " state has entries for parameters this optimizer does not have: " + unknown);
+  if (!unknown.empty())
+    throw std::runtime_error(std::string(who) +
+                             " state has entries for parameters this optimizer does not have: " + unknown);
 }
 
 // A copy of the state tensor called `key`, with the shape and dtype of `like`; errors name what is missing.

@@ -37,9 +37,9 @@
 #include <llm/train/optimizer.h>
 
 #include <ATen/CPUGeneratorImpl.h>
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 #include <xxhash.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cstdio>
@@ -136,9 +136,9 @@ inline std::string checkpoint_name(int64_t step) {
   return name;
 }
 
-// The step of a directory named like checkpoint_name(), or -1.
+// The step of a directory named like checkpoint_name() (8 digits or more), or -1.
 inline int64_t checkpoint_step(const std::string& name) {
-  if (name.size() != 13 || name.compare(0, 5, "step_") != 0) return -1;
+  if (name.size() < 13 || name.size() > 23 || name.compare(0, 5, "step_") != 0) return -1;
   if (!std::all_of(name.begin() + 5, name.end(), [](char c) { return c >= '0' && c <= '9'; })) return -1;
   return std::stoll(name.substr(5));
 }
@@ -202,7 +202,7 @@ inline Checkpoint load_checkpoint(const std::string& dir) {
 
 struct LatestCheckpoint {
   std::optional<Checkpoint> checkpoint;
-  std::string dir;                    // the one loaded, if any
+  std::string dir;                   // the one loaded, if any
   std::vector<std::string> skipped;  // "<dir>: <why>" for every newer one that did not load
 };
 
@@ -217,8 +217,9 @@ inline LatestCheckpoint load_latest_checkpoint(const std::string& root) {
 }
 
 // Throws std::runtime_error if the checkpoint cannot continue this run: a model config field that
-// differs ("model.hidden_size: the checkpoint has 128, this run 256", every differing field named)
-// or another world size ("written by 2 processes, this run has 1").
+// differs ("model.hidden_size: the checkpoint has 128, this run 256"; every differing field named,
+// including one only the checkpoint has) or another world size ("world size: written by 2
+// processes, this run has 1").
 inline void check_resumable(const CheckpointState& saved, const nlohmann::json& model_config, int64_t world_size) {
   LLM_TODO("lesson10: check_resumable(): the same model config, field by field, and the same world size");
 }

@@ -26,10 +26,10 @@
 
 #include <llm/common/todo.h>
 
+#include <torch/torch.h>
 #include <torch/csrc/distributed/c10d/FileStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
-#include <torch/torch.h>
 
 #include <chrono>
 #include <cstdlib>
@@ -147,8 +147,7 @@ inline void for_each_bucket(const std::vector<torch::Tensor>& tensors, int64_t b
 }
 
 // Every rank gets rank 0's parameters (and buffers), in place.
-inline void broadcast_parameters(ProcessGroup& group, torch::nn::Module& module,
-                                 int64_t bucket_bytes = kBucketBytes) {
+inline void broadcast_parameters(ProcessGroup& group, torch::nn::Module& module, int64_t bucket_bytes = kBucketBytes) {
   // The parameters' and buffers' data, through for_each_bucket with a broadcast from root 0.
   LLM_TODO("lesson10: broadcast_parameters(): every parameter and buffer from rank 0, in flat buckets");
 }

@@ -49,7 +49,8 @@ struct LossTotals {
 // token_bytes[id] = the number of bytes token id decodes to; 0 for special tokens.
 inline torch::Tensor token_byte_counts(const BpeTokenizer& tokenizer) {
   std::vector<int64_t> counts(tokenizer.vocab_size());
-  for (TokenId id = 0; id < tokenizer.vocab_size(); ++id) counts[id] = static_cast<int64_t>(tokenizer.token_bytes(id).size());
+  for (TokenId id = 0; id < tokenizer.vocab_size(); ++id)
+    counts[id] = static_cast<int64_t>(tokenizer.token_bytes(id).size());
   for (const auto& [text, id] : tokenizer.special_tokens()) counts[id] = 0;
   return torch::tensor(counts, torch::kLong);
 }

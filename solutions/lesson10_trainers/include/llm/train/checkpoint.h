@@ -37,9 +37,9 @@
 #include <llm/train/optimizer.h>
 
 #include <ATen/CPUGeneratorImpl.h>
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 #include <xxhash.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cstdio>
@@ -136,9 +136,9 @@ inline std::string checkpoint_name(int64_t step) {
   return name;
 }
 
-// The step of a directory named like checkpoint_name(), or -1.
+// The step of a directory named like checkpoint_name() (8 digits or more), or -1.
 inline int64_t checkpoint_step(const std::string& name) {
-  if (name.size() != 13 || name.compare(0, 5, "step_") != 0) return -1;
+  if (name.size() < 13 || name.size() > 23 || name.compare(0, 5, "step_") != 0) return -1;
   if (!std::all_of(name.begin() + 5, name.end(), [](char c) { return c >= '0' && c <= '9'; })) return -1;
   return std::stoll(name.substr(5));
 }
@@ -207,10 +207,14 @@ inline std::string save_checkpoint(const std::string& root, const Checkpoint& ch
   files["model.safetensors"] = write("model.safetensors", encode_safetensors(checkpoint.model));
   files["optimizer.safetensors"] = write("optimizer.safetensors", encode_safetensors(optimizer));
   const auto& s = checkpoint.state;
-  nlohmann::json state = {{"format", kCheckpointFormat},  {"step", s.step},
-                          {"data_cursor", s.data_cursor}, {"tokens_seen", s.tokens_seen},
-                          {"elapsed_seconds", s.elapsed_seconds}, {"world_size", s.world_size},
-                          {"model_config", s.model_config}, {"extra", s.extra},
+  nlohmann::json state = {{"format", kCheckpointFormat},
+                          {"step", s.step},
+                          {"data_cursor", s.data_cursor},
+                          {"tokens_seen", s.tokens_seen},
+                          {"elapsed_seconds", s.elapsed_seconds},
+                          {"world_size", s.world_size},
+                          {"model_config", s.model_config},
+                          {"extra", s.extra},
                           {"files", files}};
   write("trainer_state.json", state.dump(2) + "\n");
   write("COMPLETE", std::to_string(s.step) + "\n");
@@ -260,7 +264,8 @@ inline Checkpoint load_checkpoint(const std::string& dir) {
         throw std::runtime_error(std::to_string(bytes.size()) + " bytes, " + recorded.at("bytes").dump() +
                                  " were written (truncated?)");
       }
-      if (recorded.at("xxh64").get<std::string>() != xxh64_hex(bytes)) throw std::runtime_error("checksum mismatch (corrupted)");
+      if (recorded.at("xxh64").get<std::string>() != xxh64_hex(bytes))
+        throw std::runtime_error("checksum mismatch (corrupted)");
     } catch (const nlohmann::json::exception& e) {
       throw std::runtime_error(state_path + ": no valid record of " + file + ": " + e.what());
     } catch (const std::runtime_error& e) {
@@ -295,7 +300,7 @@ inline Checkpoint load_checkpoint(const std::string& dir) {
 
 struct LatestCheckpoint {
   std::optional<Checkpoint> checkpoint;
-  std::string dir;                    // the one loaded, if any
+  std::string dir;                   // the one loaded, if any
   std::vector<std::string> skipped;  // "<dir>: <why>" for every newer one that did not load
 };
 
@@ -330,8 +335,9 @@ inline LatestCheckpoint load_latest_checkpoint(const std::string& root) {
 }
 
 // Throws std::runtime_error if the checkpoint cannot continue this run: a model config field that
-// differs ("model.hidden_size: the checkpoint has 128, this run 256", every differing field named)
-// or another world size ("written by 2 processes, this run has 1").
+// differs ("model.hidden_size: the checkpoint has 128, this run 256"; every differing field named,
+// including one only the checkpoint has) or another world size ("world size: written by 2
+// processes, this run has 1").
 inline void check_resumable(const CheckpointState& saved, const nlohmann::json& model_config, int64_t world_size) {
   // BEGIN SOLUTION: check_resumable(): the same model config, field by field, and the same world size
   std::string differences;
@@ -343,11 +349,17 @@ inline void check_resumable(const CheckpointState& saved, const nlohmann::json& 
                      theirs + ", this run " + value.dump();
     }
   }
+  for (const auto& [key, value] : saved.model_config.items()) {
+    if (!model_config.contains(key)) {
+      differences += (differences.empty() ? "" : "; ") + std::string("model.") + key + ": the checkpoint has " +
+                     value.dump() + ", this run nothing";
+    }
+  }
   if (!differences.empty()) throw std::runtime_error("cannot resume, the model differs: " + differences);
   if (saved.world_size != world_size) {
-    throw std::runtime_error("cannot resume: the checkpoint was written by " + std::to_string(saved.world_size) +
-                             " processes, this run has " + std::to_string(world_size) +
-                             " (its data cursor and batch split assume the same number)");
+    throw std::runtime_error("cannot resume: world size: the checkpoint was written by " +
+                             std::to_string(saved.world_size) + " processes, this run has " +
+                             std::to_string(world_size) + " (its data cursor and batch split assume the same number)");
   }
   // END SOLUTION
 }

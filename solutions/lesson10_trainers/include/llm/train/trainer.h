@@ -62,16 +62,16 @@ struct LossSum {
 struct TrainerOptions {
   double grad_clip = 1.0;  // max global norm; 0 = no clipping (the norm is still measured)
   ScheduleOptions schedule;
-  bool bf16 = false;       // bf16 autocast for the forward passes (mixed_precision.h)
+  bool bf16 = false;  // bf16 autocast for the forward passes (mixed_precision.h)
 };
 
 struct StepResult {
-  int64_t step = 0;        // this step's number (0 for the first); step_count() is one more after it
-  double loss = 0;         // the mean over all trained items of the step
+  int64_t step = 0;  // this step's number (0 for the first); step_count() is one more after it
+  double loss = 0;   // the mean over all trained items of the step
   double lr = 0;
-  double grad_norm = 0;    // before clipping
-  int64_t count = 0;       // N, over every micro-batch and rank
-  double seconds = 0;      // wall time of the step
+  double grad_norm = 0;                   // before clipping
+  int64_t count = 0;                      // N, over every micro-batch and rank
+  double seconds = 0;                     // wall time of the step
   std::map<std::string, double> metrics;  // each metric's sum / N
 };
 
@@ -86,7 +86,7 @@ class Trainer {
     for (const auto& g : optimizer.groups()) params_.insert(params_.end(), g.params.begin(), g.params.end());
   }
 
-  int64_t step_count() const { return step_; }  // optimizer steps taken so far
+  int64_t step_count() const { return step_; }         // optimizer steps taken so far
   void set_step_count(int64_t step) { step_ = step; }  // on resume
   const TrainerOptions& options() const { return options_; }
 
@@ -174,7 +174,7 @@ class Trainer {
 
 // Hooks the loop calls. Each may be empty.
 struct LoopHooks {
-  std::function<bool(const StepResult&)> on_step;  // after every step (log); false stops early
+  std::function<bool(const StepResult&)> on_step;         // after every step (log); false stops early
   std::function<void(int64_t steps_done)> on_eval;        // every eval_interval steps, and after the last
   std::function<void(int64_t steps_done)> on_checkpoint;  // every checkpoint_interval steps, and after the last
 };

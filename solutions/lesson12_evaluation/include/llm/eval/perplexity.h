@@ -49,7 +49,8 @@ struct LossTotals {
 // token_bytes[id] = the number of bytes token id decodes to; 0 for special tokens.
 inline torch::Tensor token_byte_counts(const BpeTokenizer& tokenizer) {
   std::vector<int64_t> counts(tokenizer.vocab_size());
-  for (TokenId id = 0; id < tokenizer.vocab_size(); ++id) counts[id] = static_cast<int64_t>(tokenizer.token_bytes(id).size());
+  for (TokenId id = 0; id < tokenizer.vocab_size(); ++id)
+    counts[id] = static_cast<int64_t>(tokenizer.token_bytes(id).size());
   for (const auto& [text, id] : tokenizer.special_tokens()) counts[id] = 0;
   return torch::tensor(counts, torch::kLong);
 }
@@ -71,8 +72,8 @@ inline LossTotals loss_totals(const torch::Tensor& logits, const torch::Tensor& 
   auto t = targets.to(torch::kLong);
   auto valid = t.ne(-100);
   auto safe = torch::where(valid, t, torch::zeros_like(t));
-  auto bytes = token_bytes.index_select(0, safe);            // (N,)
-  auto counted = valid.logical_and(bytes.gt(0));             // (N,)
+  auto bytes = token_bytes.index_select(0, safe);  // (N,)
+  auto counted = valid.logical_and(bytes.gt(0));   // (N,)
   auto z = logits.to(torch::kFloat32);
   auto nll = torch::logsumexp(z, -1) - z.gather(1, safe.unsqueeze(1)).squeeze(1);  // (N,)
   LossTotals totals;
