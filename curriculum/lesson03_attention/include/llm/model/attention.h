@@ -73,10 +73,11 @@ struct AttentionImpl : torch::nn::Module {
     //    (B, Hkv, Tk, D) -> unsqueeze(2) -> expand (B, Hkv, G, Tk, D) -> reshape (B, H, Tk, D).
     //    (repeat_interleave(G, 1) gives the same tensor; in LibTorch 1.13 it runs an index_select
     //    that profiled ~2x slower per decoding step here.)
-    // 6. mask = causal_mask(T, Tk), and with a padding mask also "& key_padding_mask[b, j]"
-    //    (broadcast as (B, 1, 1, Tk)). Check the padding mask is (B, Tk). (With T == 1 the causal
-    //    mask is all true and may be skipped: that is most of a decoding step's masking cost.)
-    //    With position_ids the mask is document_causal_mask(position_ids) instead of causal_mask.
+    // 6. No padding mask and no position_ids: the mask is purely causal; pass options.causal = true
+    //    and no mask (scaled_dot_product_attention applies it inside the score matmul, the fast path).
+    //    Otherwise mask = causal_mask(T, Tk) (document_causal_mask(position_ids) with position_ids),
+    //    and with a padding mask also "& key_padding_mask[b, j]" (broadcast as (B, 1, 1, Tk)). Check
+    //    the padding mask is (B, Tk). (With T == 1 the causal mask is all true and may be skipped.)
     // 7. scaled_dot_product_attention with dropout while training (is_training()); keep the weights
     //    in last_weights if store_weights.
     // 8. Merge heads: (B, H, T, D) -> (B, T, H * D), then o_proj.

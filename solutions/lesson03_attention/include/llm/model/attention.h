@@ -73,10 +73,11 @@ struct AttentionImpl : torch::nn::Module {
     //    (B, Hkv, Tk, D) -> unsqueeze(2) -> expand (B, Hkv, G, Tk, D) -> reshape (B, H, Tk, D).
     //    (repeat_interleave(G, 1) gives the same tensor; in LibTorch 1.13 it runs an index_select
     //    that profiled ~2x slower per decoding step here.)
-    // 6. mask = causal_mask(T, Tk), and with a padding mask also "& key_padding_mask[b, j]"
-    //    (broadcast as (B, 1, 1, Tk)). Check the padding mask is (B, Tk). (With T == 1 the causal
-    //    mask is all true and may be skipped: that is most of a decoding step's masking cost.)
-    //    With position_ids the mask is document_causal_mask(position_ids) instead of causal_mask.
+    // 6. No padding mask and no position_ids: the mask is purely causal; pass options.causal = true
+    //    and no mask (scaled_dot_product_attention applies it inside the score matmul, the fast path).
+    //    Otherwise mask = causal_mask(T, Tk) (document_causal_mask(position_ids) with position_ids),
+    //    and with a padding mask also "& key_padding_mask[b, j]" (broadcast as (B, 1, 1, Tk)). Check
+    //    the padding mask is (B, Tk). (With T == 1 the causal mask is all true and may be skipped.)
     // 7. scaled_dot_product_attention with dropout while training (is_training()); keep the weights
     //    in last_weights if store_weights.
     // 8. Merge heads: (B, H, T, D) -> (B, T, H * D), then o_proj.
@@ -108,18 +109,26 @@ struct AttentionImpl : torch::nn::Module {
       k = repeat_kv(k);  // (B, H, Tk, D)
       v = repeat_kv(v);  // (B, H, Tk, D)
     }
-    // One new query (decoding) may see every key: its causal mask is all true, so skip it.
-    torch::Tensor mask = position_ids.defined() ? document_causal_mask(position_ids)  // (B, 1, T, T)
-                         : T > 1                ? causal_mask(T, Tk, x.device()).view({1, 1, T, Tk})
-                                                : torch::Tensor();
-    if (key_padding_mask.defined()) {
-      TORCH_CHECK(key_padding_mask.dim() == 2 && key_padding_mask.size(0) == B && key_padding_mask.size(1) == Tk,
-                  "Attention: key_padding_mask must be (B, Tk) = (", B, ", ", Tk, "), got ", key_padding_mask.sizes());
-      auto padding = key_padding_mask.to(torch::kBool).view({B, 1, 1, Tk});
-      mask = mask.defined() ? mask.logical_and(padding) : padding;  // (B, 1, T, Tk) or (B, 1, 1, Tk)
+    // Without padding or packing the mask is purely causal: scaled_dot_product_attention applies it
+    // inside the score matmul (options.causal), the fast path of training. Otherwise a boolean mask:
+    // the document mask or the causal one, and the padding.
+    const bool causal_only = !position_ids.defined() && !key_padding_mask.defined();
+    torch::Tensor mask;
+    if (!causal_only) {
+      mask = position_ids.defined() ? document_causal_mask(position_ids)  // (B, 1, T, T)
+             : T > 1                ? causal_mask(T, Tk, x.device()).view({1, 1, T, Tk})
+                                    : torch::Tensor();  // one query (decoding) may see every key
+      if (key_padding_mask.defined()) {
+        TORCH_CHECK(key_padding_mask.dim() == 2 && key_padding_mask.size(0) == B && key_padding_mask.size(1) == Tk,
+                    "Attention: key_padding_mask must be (B, Tk) = (", B, ", ", Tk, "), got ",
+                    key_padding_mask.sizes());
+        auto padding = key_padding_mask.to(torch::kBool).view({B, 1, 1, Tk});
+        mask = mask.defined() ? mask.logical_and(padding) : padding;  // (B, 1, T, Tk) or (B, 1, 1, Tk)
+      }
     }
     AttentionOptions options;
     options.mask = mask;
+    options.causal = causal_only;
     options.dropout = dropout;
     options.training = is_training();
     options.return_weights = store_weights;
