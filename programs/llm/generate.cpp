@@ -25,7 +25,7 @@ namespace {
 struct GenerateOptions {
   std::string model_dir, prompts_file;
   std::vector<std::string> prompts;
-  int64_t max_new_tokens = 100, top_k = 0, threads = 0;
+  int64_t max_new_tokens = 100, top_k = 0, threads = 1;
   double temperature = 0.8, top_p = 1.0, repetition_penalty = 1.0;
   uint64_t seed = 1234;
   bool chat = false;

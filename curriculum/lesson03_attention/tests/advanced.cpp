@@ -239,6 +239,33 @@ TEST_F(ScaledDotProductAdvanced, Bf16ScoresAreComputedInFp32) {
   EXPECT_TRUE(AllClose(result.out.view({2}).to(torch::kFloat32), torch::tensor({1.575210f, 1.0f}), 8e-3, 0));
 }
 
+TEST_F(ScaledDotProductAdvanced, FewerKvHeadsEqualTheirRepetitionWithAndWithoutMasks) {
+  // Grouped-query attention inside the function: k and v with Hkv = 2 heads serve q's H = 4 (query
+  // head h uses kv head h / 2), equal to the same call with each kv head repeated (Hugging Face's
+  // repeat_kv) - unmasked, causal (the bias repeated for each query head of a group), and with a
+  // boolean mask.
+  auto q = torch::randn({2, 4, 5, 8});
+  auto k = torch::randn({2, 2, 5, 8}), v = torch::randn({2, 2, 5, 6});
+  auto repeat = [](const torch::Tensor& t) { return t.repeat_interleave(2, /*dim=*/1); };
+  llm::AttentionOptions plain, causal, masked;
+  causal.causal = true;
+  masked.mask = torch::rand({2, 1, 5, 5}).gt(0.3);
+  masked.mask.select(3, 0).fill_(true);
+  for (const auto* options : {&plain, &causal, &masked}) {
+    auto grouped = llm::scaled_dot_product_attention(q, k, v, *options).out;
+    ASSERT_EQ(grouped.sizes(), (std::vector<int64_t>{2, 4, 5, 6}));
+    auto repeated = llm::scaled_dot_product_attention(q, repeat(k), repeat(v), *options).out;
+    EXPECT_TRUE(AllClose(grouped, repeated, 1e-5, 1e-6)) << (options == &plain    ? "no mask"
+                                                             : options == &causal ? "causal"
+                                                                                  : "boolean mask");
+  }
+  // And the causal option is the causal mask: the same as passing causal_mask(5, 5) as a mask.
+  llm::AttentionOptions explicit_mask;
+  explicit_mask.mask = llm::causal_mask(5, 5);
+  EXPECT_TRUE(AllClose(llm::scaled_dot_product_attention(q, k, v, causal).out,
+                       llm::scaled_dot_product_attention(q, repeat(k), repeat(v), explicit_mask).out, 1e-5, 1e-6));
+}
+
 TEST_F(ScaledDotProductAdvanced, RejectsMismatchedShapesNamingThem) {
   auto q = torch::randn({2, 4, 5, 8});
   EXPECT_TRUE(ThrowsWith(
@@ -258,7 +285,7 @@ TEST_F(ScaledDotProductAdvanced, RejectsMismatchedShapesNamingThem) {
         llm::scaled_dot_product_attention(q, torch::randn({2, 3, 7, 8}), torch::randn({2, 3, 7, 8}));
       },
       {"[2, 4, 5, 8]", "[2, 3, 7, 8]"}))
-      << "q, k and v must have the same number of heads (repeat the kv heads first)";
+      << "k and v's heads must divide q's (grouped-query attention): 3 does not divide 4";
 }
 
 // ------------------------------------------------------------------------------------ Attention
@@ -368,7 +395,7 @@ TEST_F(AttentionAdvanced, GradientsReachEveryProjectionAndMatchTheNaiveLoop) {
   auto upstream = torch::randn({B, T, C});
   (attn(x) * upstream).sum().backward();
 
-  auto leaf = [](const torch::nn::Linear& l) { return l->weight.detach().to(torch::kFloat64).requires_grad_(); };
+  auto leaf = [](const llm::Linear& l) { return l->weight.detach().to(torch::kFloat64).requires_grad_(); };
   auto wq = leaf(attn->q_proj), wk = leaf(attn->k_proj), wv = leaf(attn->v_proj), wo = leaf(attn->o_proj);
   auto x64 = x.detach().to(torch::kFloat64).requires_grad_();
   (NaiveModule(x64, wq, wk, wv, wo, H, Hkv) * upstream.to(torch::kFloat64)).sum().backward();

@@ -83,7 +83,7 @@ inline torch::Tensor NaiveModule(const torch::Tensor& x, const torch::Tensor& wq
 // The same float64 reference from a module's own weights: wq, wk, wv (H D or Hkv D, C) and wo (C, H D),
 // detached and converted to float64.
 inline torch::Tensor NaiveModule(llm::Attention& attn, const torch::Tensor& x, int64_t offset = 0) {
-  auto f64 = [](const torch::nn::Linear& l) { return l->weight.detach().to(torch::kFloat64); };
+  auto f64 = [](const llm::Linear& l) { return l->weight.detach().to(torch::kFloat64); };
   return NaiveModule(x, f64(attn->q_proj), f64(attn->k_proj), f64(attn->v_proj), f64(attn->o_proj), attn->num_heads,
                      attn->num_kv_heads, offset);
 }

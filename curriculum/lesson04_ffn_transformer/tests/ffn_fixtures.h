@@ -39,14 +39,14 @@ inline llm::ModelConfig HandConfig(const std::string& mlp_type, int64_t hidden) 
   return config;
 }
 
-inline void SetWeight(torch::nn::Linear& linear, const torch::Tensor& weight) {
+inline void SetWeight(llm::Linear& linear, const torch::Tensor& weight) {
   torch::NoGradGuard no_grad;
   linear->weight.copy_(weight);
 }
 
 // x @ weight^T in float64, from the layer's own (detached) weight: the building block of the float64
 // references.
-inline torch::Tensor Apply(const torch::nn::Linear& linear, const torch::Tensor& x) {
+inline torch::Tensor Apply(const llm::Linear& linear, const torch::Tensor& x) {
   return x.to(torch::kFloat64).matmul(linear->weight.detach().to(torch::kFloat64).t());
 }
 

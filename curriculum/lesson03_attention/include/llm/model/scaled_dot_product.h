@@ -74,7 +74,8 @@ struct AttentionOptions {
   std::optional<double> scale;  // default 1/sqrt(D)
 };
 
-// q: (B, H, Tq, D), k: (B, H, Tk, D), v: (B, H, Tk, Dv) -> out (B, H, Tq, Dv).
+// q: (B, H, Tq, D), k: (B, Hkv, Tk, D), v: (B, Hkv, Tk, Dv) -> out (B, H, Tq, Dv), Hkv dividing H
+// (Hkv = H: multi-head attention; lesson 03's attention.h explains grouped-query attention).
 // A query row whose keys are all masked gets zero weights and a zero output (a padded query), not NaN.
 //
 // Speed. The scores are (B, H, Tq, Tk): for a training batch (16, 8, 256, 256) that is 8M floats per
@@ -86,23 +87,29 @@ struct AttentionOptions {
 // a row: the causal mask never does (query i always sees key 0), so pretraining skips it.
 inline AttentionOutput scaled_dot_product_attention(const torch::Tensor& q, const torch::Tensor& k,
                                                     const torch::Tensor& v, const AttentionOptions& options = {}) {
-  // 1. Check shapes: q, k, v 4-D; same B and H; q and k share D; k and v share Tk. Name the shapes in
-  //    the error, e.g. "q is [2, 4, 5, 8] but k is [2, 4, 5, 6]: q and k must have the same D".
-  // 2. scores = bias + scale * q @ k^T in float32, scale = options.scale or 1/sqrt(D), on
-  //    (B H, Tq, D) x (B H, D, Tk), viewed back as (B, H, Tq, Tk): with options.causal (and Tq > 1)
-  //    one torch::baddbmm with bias = causal_bias(Tq, Tk); else bmm(q * scale, k^T). Inputs in
-  //    fp32, except under bf16 autocast (lesson 10, at::autocast::is_cpu_enabled()): there the
-  //    matmul runs in bf16 whatever its inputs, so q, k, v keep their dtype and the scores are bf16.
-  //    The softmax's arithmetic is fp32 either way (LibTorch's CPU softmax accumulates bf16 in fp32).
-  // 3. A bool mask: scores.masked_fill(!mask, -inf). A float mask: scores + mask.
-  // 4. Only with a mask: a row whose scores are all -inf (a padded query: every key masked) would
+  // 1. Check shapes: q, k, v 4-D; the same B; k and v the same heads Hkv, which divide q's H; q and
+  //    k share D; k and v share Tk. Name the shapes in the error, e.g. "q is [2, 4, 5, 8] but k is
+  //    [2, 4, 5, 6]: q and k must have the same D".
+  // 2. Grouped-query attention: G = H / Hkv query heads share each kv head (query head h uses kv
+  //    head h / G). With a mask, repeat each kv head G times (Hugging Face's repeat_kv: unsqueeze(2),
+  //    expand to (B, Hkv, G, Tk, D), reshape to (B, H, Tk, D)) and go on with G = 1. Without one,
+  //    no copy is needed: view q as (B Hkv, G Tq, D) - the G query heads of a kv head stacked as
+  //    rows - and multiply it with that kv head's keys directly.
+  // 3. scores = bias + scale * q @ k^T on (B Hkv, G Tq, D) x (B Hkv, D, Tk): with options.causal
+  //    (and Tq > 1) one torch::baddbmm with bias = causal_bias(Tq, Tk) repeated G times down the
+  //    rows; else bmm(q * scale, k^T). View as (B, H, Tq, Tk). Inputs in fp32, except under bf16
+  //    autocast (lesson 10, at::autocast::is_cpu_enabled()): there the matmul runs in bf16 whatever
+  //    its inputs, so q, k, v keep their dtype and the scores are bf16. The softmax's arithmetic is
+  //    fp32 either way (LibTorch's CPU softmax accumulates bf16 in fp32).
+  // 4. A bool mask: scores.masked_fill(!mask, -inf). A float mask: scores + mask.
+  // 5. Only with a mask: a row whose scores are all -inf (a padded query: every key masked) would
   //    come out of softmax as NaN, and softmax's backward would carry that NaN into q and k. So find
   //    those rows first (row max == -inf), give them finite scores (0) before the softmax, and zero
   //    their weights after. weights = softmax(scores, -1).
-  // 5. Dropout on the weights if options.training and dropout > 0 (torch::dropout scales by 1/(1-p)).
-  // 6. out = weights @ v (v in the same dtype as q and k in step 2), cast to q's dtype. Return
-  //    weights too if asked.
-  LLM_TODO("lesson03: scaled_dot_product_attention(): softmax(q k^T / sqrt(D) + mask) v, in fp32");
+  // 6. Dropout on the weights if options.training and dropout > 0 (torch::dropout scales by 1/(1-p)).
+  // 7. out = weights @ v in the layout of step 3, viewed as (B, H, Tq, Dv), cast to q's dtype.
+  //    Return weights too if asked.
+  LLM_TODO("lesson03: scaled_dot_product_attention(): softmax(q k^T / sqrt(D) + mask) v, grouped-query, fp32 softmax");
 }
 
 }  // namespace llm

@@ -21,6 +21,7 @@
 
 #include <llm/common/todo.h>
 #include <llm/config/model_config.h>
+#include <llm/model/linear.h>
 
 #include <torch/torch.h>
 
@@ -33,7 +34,7 @@ struct FeedForwardImpl : torch::nn::Module {
       : mlp_type(validated(config).mlp_type), hidden(config.ffn_hidden_size()), dropout(config.dropout) {
     const int64_t C = config.hidden_size;
     auto linear = [](int64_t in, int64_t out) {
-      return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false));
+      return Linear(in, out);  // no bias, as Llama (lesson 02's linear.h)
     };
     if (mlp_type != "gelu") gate_proj = register_module("gate_proj", linear(C, hidden));
     up_proj = register_module("up_proj", linear(C, hidden));
@@ -55,7 +56,7 @@ struct FeedForwardImpl : torch::nn::Module {
   std::string mlp_type;
   int64_t hidden;
   double dropout;
-  torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+  Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
 };
 TORCH_MODULE(FeedForward);
 

@@ -25,6 +25,7 @@
 #include <llm/config/model_config.h>
 #include <llm/model/embedding.h>
 #include <llm/model/kv_cache.h>
+#include <llm/model/linear.h>
 #include <llm/model/rms_norm.h>
 #include <llm/model/transformer_block.h>
 
@@ -64,8 +65,7 @@ struct CausalLMImpl : torch::nn::Module {
     config.validate();
     model = register_module("model", LlamaModel(config));
     if (!config.tie_word_embeddings) {
-      lm_head = register_module(
-          "lm_head", torch::nn::Linear(torch::nn::LinearOptions(config.hidden_size, config.vocab_size).bias(false)));
+      lm_head = register_module("lm_head", Linear(config.hidden_size, config.vocab_size));
     }
     init_weights();
   }
@@ -87,7 +87,8 @@ struct CausalLMImpl : torch::nn::Module {
     //    offset must equal cache->length(): the new tokens continue exactly where the cache ends
     //    ("offset 3 but the KV cache holds 5 positions").
     // 2. h = model(ids, offset, key_padding_mask, cache, position_ids)            (B, T, C)
-    // 3. logits = lm_head(h), or h @ embed_tokens.weight^T when tied               (B, T, V)
+    // 3. logits = lm_head(h), or h @ embed_tokens.weight^T when tied (linear_no_bias(h, weight),
+    //    lesson 02's linear.h: fast for one row too)                             (B, T, V)
     // 4. Return the logits in float32 (the softmax that follows wants the precision).
     LLM_TODO("lesson05: CausalLM::forward(): model, then lm_head (or the tied embedding), logits in fp32");
   }
@@ -100,7 +101,7 @@ struct CausalLMImpl : torch::nn::Module {
 
   ModelConfig config;
   LlamaModel model{nullptr};
-  torch::nn::Linear lm_head{nullptr};  // absent when tie_word_embeddings
+  Linear lm_head{nullptr};  // absent when tie_word_embeddings
 };
 TORCH_MODULE(CausalLM);
 

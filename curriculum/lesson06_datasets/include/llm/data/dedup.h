@@ -64,7 +64,7 @@ inline std::vector<std::string> remove_repeated_lines(const std::vector<std::str
   // 1. Count every line of every document (a map from the line's text to its count: exact, no
   //    hash collision can remove a line).
   // 2. Rebuild each document from its lines whose count is 1.
-  LLM_TODO("lesson06: remove_repeated_lines(): count every line's hash over the corpus, keep the lines seen once");
+  LLM_TODO("lesson06: remove_repeated_lines(): count every line over the corpus, keep the lines seen once");
 }
 
 // Lowercase ASCII; Latin-1 accented letters (UTF-8 U+00C0..U+00FF) to their base letter; combining

@@ -7,7 +7,7 @@
 //   k = k_proj(x) -> (B, T, Hkv, D) -> (B, Hkv, T, D)   then RoPE, same positions
 //   v = v_proj(x) -> (B, T, Hkv, D) -> (B, Hkv, T, D)
 //   with a KV cache: k, v = cache->append(k, v)          (B, Hkv, Tk, D): every position so far
-//   k, v: each key/value head repeated G times          (B, H, Tk, D)   query head h uses kv head h / G
+//   query head h uses kv head h / G                     (scaled_dot_product_attention groups them)
 //   y = attention(q, k, v, causal mask [and padding])   (B, H, T, D)   packed rows: the document mask
 //   y = o_proj(y.transpose(1, 2).reshape(B, T, C))       (B, T, C)
 //
@@ -21,6 +21,7 @@
 
 #include <llm/common/todo.h>
 #include <llm/config/model_config.h>
+#include <llm/model/linear.h>
 #include <llm/model/rope.h>
 #include <llm/model/scaled_dot_product.h>
 
@@ -46,7 +47,7 @@ struct AttentionImpl : torch::nn::Module {
         rope(config.head_dim(), config.max_position_embeddings, config.rope_theta) {
     const int64_t C = config.hidden_size;
     auto linear = [](int64_t in, int64_t out) {
-      return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false));
+      return Linear(in, out);  // no bias, as Llama (lesson 02's linear.h)
     };
     q_proj = register_module("q_proj", linear(C, num_heads * head_dim));
     k_proj = register_module("k_proj", linear(C, num_kv_heads * head_dim));
@@ -69,10 +70,8 @@ struct AttentionImpl : torch::nn::Module {
     //    position_ids, at those positions instead (rope.apply(t, position_ids); check they are
     //    (B, T), and that there is no cache and offset is 0: packed rows are for training).
     // 4. With a cache: std::tie(k, v) = cache->append(k, v): now (B, Hkv, Tk, D).
-    // 5. Repeat each kv head G = H / Hkv times along dim 1, so query head h meets kv head h / G:
-    //    (B, Hkv, Tk, D) -> unsqueeze(2) -> expand (B, Hkv, G, Tk, D) -> reshape (B, H, Tk, D).
-    //    (repeat_interleave(G, 1) gives the same tensor; in LibTorch 1.13 it runs an index_select
-    //    that profiled ~2x slower per decoding step here.)
+    // 5. Leave k and v with their Hkv heads: scaled_dot_product_attention pairs query head h with kv
+    //    head h / G itself (without copying the cache G times unless a mask needs it).
     // 6. No padding mask and no position_ids: the mask is purely causal; pass options.causal = true
     //    and no mask (scaled_dot_product_attention applies it inside the score matmul, the fast path).
     //    Otherwise mask = causal_mask(T, Tk) (document_causal_mask(position_ids) with position_ids),
@@ -101,14 +100,6 @@ struct AttentionImpl : torch::nn::Module {
     }
     if (cache != nullptr) std::tie(k, v) = cache->append(k, v);  // (B, Hkv, Tk, D)
     const int64_t Tk = k.size(2);
-    const int64_t groups = num_heads / num_kv_heads;
-    if (groups > 1) {  // Hugging Face's repeat_kv: kv head j serves query heads j G .. j G + G - 1
-      auto repeat_kv = [&](const torch::Tensor& t) {
-        return t.unsqueeze(2).expand({B, num_kv_heads, groups, Tk, head_dim}).reshape({B, num_heads, Tk, head_dim});
-      };
-      k = repeat_kv(k);  // (B, H, Tk, D)
-      v = repeat_kv(v);  // (B, H, Tk, D)
-    }
     // Without padding or packing the mask is purely causal: scaled_dot_product_attention applies it
     // inside the score matmul (options.causal), the fast path of training. Otherwise a boolean mask:
     // the document mask or the causal one, and the padding.
@@ -144,7 +135,7 @@ struct AttentionImpl : torch::nn::Module {
   RotaryEmbedding rope;
   bool store_weights = false;  // keep the last softmax weights (B, H, T, Tk) for inspection
   torch::Tensor last_weights;
-  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
 };
 TORCH_MODULE(Attention);
 

@@ -84,7 +84,8 @@ struct AttentionOptions {
   std::optional<double> scale;  // default 1/sqrt(D)
 };
 
-// q: (B, H, Tq, D), k: (B, H, Tk, D), v: (B, H, Tk, Dv) -> out (B, H, Tq, Dv).
+// q: (B, H, Tq, D), k: (B, Hkv, Tk, D), v: (B, Hkv, Tk, Dv) -> out (B, H, Tq, Dv), Hkv dividing H
+// (Hkv = H: multi-head attention; lesson 03's attention.h explains grouped-query attention).
 // A query row whose keys are all masked gets zero weights and a zero output (a padded query), not NaN.
 //
 // Speed. The scores are (B, H, Tq, Tk): for a training batch (16, 8, 256, 256) that is 8M floats per
@@ -96,44 +97,60 @@ struct AttentionOptions {
 // a row: the causal mask never does (query i always sees key 0), so pretraining skips it.
 inline AttentionOutput scaled_dot_product_attention(const torch::Tensor& q, const torch::Tensor& k,
                                                     const torch::Tensor& v, const AttentionOptions& options = {}) {
-  // 1. Check shapes: q, k, v 4-D; same B and H; q and k share D; k and v share Tk. Name the shapes in
-  //    the error, e.g. "q is [2, 4, 5, 8] but k is [2, 4, 5, 6]: q and k must have the same D".
-  // 2. scores = bias + scale * q @ k^T in float32, scale = options.scale or 1/sqrt(D), on
-  //    (B H, Tq, D) x (B H, D, Tk), viewed back as (B, H, Tq, Tk): with options.causal (and Tq > 1)
-  //    one torch::baddbmm with bias = causal_bias(Tq, Tk); else bmm(q * scale, k^T). Inputs in
-  //    fp32, except under bf16 autocast (lesson 10, at::autocast::is_cpu_enabled()): there the
-  //    matmul runs in bf16 whatever its inputs, so q, k, v keep their dtype and the scores are bf16.
-  //    The softmax's arithmetic is fp32 either way (LibTorch's CPU softmax accumulates bf16 in fp32).
-  // 3. A bool mask: scores.masked_fill(!mask, -inf). A float mask: scores + mask.
-  // 4. Only with a mask: a row whose scores are all -inf (a padded query: every key masked) would
+  // 1. Check shapes: q, k, v 4-D; the same B; k and v the same heads Hkv, which divide q's H; q and
+  //    k share D; k and v share Tk. Name the shapes in the error, e.g. "q is [2, 4, 5, 8] but k is
+  //    [2, 4, 5, 6]: q and k must have the same D".
+  // 2. Grouped-query attention: G = H / Hkv query heads share each kv head (query head h uses kv
+  //    head h / G). With a mask, repeat each kv head G times (Hugging Face's repeat_kv: unsqueeze(2),
+  //    expand to (B, Hkv, G, Tk, D), reshape to (B, H, Tk, D)) and go on with G = 1. Without one,
+  //    no copy is needed: view q as (B Hkv, G Tq, D) - the G query heads of a kv head stacked as
+  //    rows - and multiply it with that kv head's keys directly.
+  // 3. scores = bias + scale * q @ k^T on (B Hkv, G Tq, D) x (B Hkv, D, Tk): with options.causal
+  //    (and Tq > 1) one torch::baddbmm with bias = causal_bias(Tq, Tk) repeated G times down the
+  //    rows; else bmm(q * scale, k^T). View as (B, H, Tq, Tk). Inputs in fp32, except under bf16
+  //    autocast (lesson 10, at::autocast::is_cpu_enabled()): there the matmul runs in bf16 whatever
+  //    its inputs, so q, k, v keep their dtype and the scores are bf16. The softmax's arithmetic is
+  //    fp32 either way (LibTorch's CPU softmax accumulates bf16 in fp32).
+  // 4. A bool mask: scores.masked_fill(!mask, -inf). A float mask: scores + mask.
+  // 5. Only with a mask: a row whose scores are all -inf (a padded query: every key masked) would
   //    come out of softmax as NaN, and softmax's backward would carry that NaN into q and k. So find
   //    those rows first (row max == -inf), give them finite scores (0) before the softmax, and zero
   //    their weights after. weights = softmax(scores, -1).
-  // 5. Dropout on the weights if options.training and dropout > 0 (torch::dropout scales by 1/(1-p)).
-  // 6. out = weights @ v (v in the same dtype as q and k in step 2), cast to q's dtype. Return
-  //    weights too if asked.
-  // BEGIN SOLUTION: scaled_dot_product_attention(): softmax(q k^T / sqrt(D) + mask) v, in fp32
+  // 6. Dropout on the weights if options.training and dropout > 0 (torch::dropout scales by 1/(1-p)).
+  // 7. out = weights @ v in the layout of step 3, viewed as (B, H, Tq, Dv), cast to q's dtype.
+  //    Return weights too if asked.
+  // BEGIN SOLUTION: scaled_dot_product_attention(): softmax(q k^T / sqrt(D) + mask) v, grouped-query, fp32 softmax
   TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, "attention: q, k, v must be (B, H, T, D); got q ",
               q.sizes(), ", k ", k.sizes(), ", v ", v.sizes());
-  TORCH_CHECK(q.size(0) == k.size(0) && q.size(1) == k.size(1) && k.size(0) == v.size(0) && k.size(1) == v.size(1),
-              "attention: q ", q.sizes(), ", k ", k.sizes(), " and v ", v.sizes(), " must share B and H");
+  TORCH_CHECK(q.size(0) == k.size(0) && k.size(0) == v.size(0) && k.size(1) == v.size(1) && q.size(1) % k.size(1) == 0,
+              "attention: q ", q.sizes(), ", k ", k.sizes(), " and v ", v.sizes(),
+              " must share B, and k and v's heads must divide q's (grouped-query attention)");
   TORCH_CHECK(q.size(3) == k.size(3), "attention: q is ", q.sizes(), " but k is ", k.sizes(),
               ": q and k must have the same D");
   TORCH_CHECK(k.size(2) == v.size(2), "attention: k is ", k.sizes(), " but v is ", v.sizes(),
               ": k and v must have the same number of positions");
-  const int64_t B = q.size(0), H = q.size(1), Tq = q.size(2), Tk = k.size(2), D = q.size(3);
+  const int64_t B = q.size(0), H = q.size(1), Tq = q.size(2), Tk = k.size(2), D = q.size(3), Dv = v.size(3);
   const double scale = options.scale.value_or(1.0 / std::sqrt(static_cast<double>(D)));
   const bool causal = options.causal && Tq > 1;  // one query (decoding) sees every key anyway
   // fp32 inputs, except under bf16 autocast (lesson 10): the matmuls then run in bf16 whatever
   // their inputs, and upcasting q, k, v first would only cost copies there and back.
   const auto compute = at::autocast::is_cpu_enabled() ? q.scalar_type() : torch::kFloat32;
-  auto q3 = q.to(compute).reshape({B * H, Tq, D});                  // (B H, Tq, D)
-  auto kt = k.to(compute).reshape({B * H, Tk, D}).transpose(1, 2);  // (B H, D, Tk)
+  torch::Tensor kk = k.to(compute), vv = v.to(compute);
+  int64_t Hkv = k.size(1);
+  if (options.mask.defined() && Hkv < H) {  // a mask is laid out per query head: repeat the kv heads
+    auto repeat_kv = [&](const torch::Tensor& t) {
+      return t.unsqueeze(2).expand({B, Hkv, H / Hkv, Tk, t.size(3)}).reshape({B, H, Tk, t.size(3)});
+    };
+    kk = repeat_kv(kk), vv = repeat_kv(vv), Hkv = H;
+  }
+  const int64_t G = H / Hkv;
+  auto q3 = q.to(compute).reshape({B * Hkv, G * Tq, D});   // (B Hkv, G Tq, D): head h = j G + g
+  auto kt = kk.reshape({B * Hkv, Tk, D}).transpose(1, 2);  // (B Hkv, D, Tk)
   // Without the causal bias: bmm of the pre-scaled q (scaling q is a pass over (Tq, D), not
   // (Tq, Tk)). Not baddbmm with beta = 0: LibTorch 1.13's CPU baddbmm then multiplies its
   // uninitialised output by 0, and 0 * NaN garbage is NaN (seen in this lesson's tests).
-  auto scores = (causal ? torch::baddbmm(causal_bias(Tq, Tk, q.device()).unsqueeze(0), q3, kt, /*beta=*/1.0,
-                                         /*alpha=*/scale)
+  auto scores = (causal ? torch::baddbmm(causal_bias(Tq, Tk, q.device()).repeat({G, 1}).unsqueeze(0), q3, kt,
+                                         /*beta=*/1.0, /*alpha=*/scale)
                         : torch::bmm(q3 * scale, kt))
                     .view({B, H, Tq, Tk});  // (B, H, Tq, Tk)
   torch::Tensor weights;
@@ -147,7 +164,9 @@ inline AttentionOutput scaled_dot_product_attention(const torch::Tensor& q, cons
     weights = torch::softmax(scores, -1);  // (B, H, Tq, Tk): every row has a key it may see
   }
   auto used = (options.training && options.dropout > 0) ? torch::dropout(weights, options.dropout, true) : weights;
-  auto out = torch::matmul(used, v.to(compute)).to(q.scalar_type());  // (B, H, Tq, Dv)
+  auto out = torch::bmm(used.reshape({B * Hkv, G * Tq, Tk}), vv.reshape({B * Hkv, Tk, Dv}))  // (B Hkv, G Tq, Dv)
+                 .view({B, H, Tq, Dv})
+                 .to(q.scalar_type());  // (B, H, Tq, Dv)
   return {out, options.return_weights ? weights : torch::Tensor()};
   // END SOLUTION
 }

@@ -25,6 +25,7 @@
 #include <llm/config/model_config.h>
 #include <llm/model/embedding.h>
 #include <llm/model/kv_cache.h>
+#include <llm/model/linear.h>
 #include <llm/model/rms_norm.h>
 #include <llm/model/transformer_block.h>
 
@@ -71,8 +72,7 @@ struct CausalLMImpl : torch::nn::Module {
     config.validate();
     model = register_module("model", LlamaModel(config));
     if (!config.tie_word_embeddings) {
-      lm_head = register_module(
-          "lm_head", torch::nn::Linear(torch::nn::LinearOptions(config.hidden_size, config.vocab_size).bias(false)));
+      lm_head = register_module("lm_head", Linear(config.hidden_size, config.vocab_size));
     }
     init_weights();
   }
@@ -112,7 +112,8 @@ struct CausalLMImpl : torch::nn::Module {
     //    offset must equal cache->length(): the new tokens continue exactly where the cache ends
     //    ("offset 3 but the KV cache holds 5 positions").
     // 2. h = model(ids, offset, key_padding_mask, cache, position_ids)            (B, T, C)
-    // 3. logits = lm_head(h), or h @ embed_tokens.weight^T when tied               (B, T, V)
+    // 3. logits = lm_head(h), or h @ embed_tokens.weight^T when tied (linear_no_bias(h, weight),
+    //    lesson 02's linear.h: fast for one row too)                             (B, T, V)
     // 4. Return the logits in float32 (the softmax that follows wants the precision).
     // BEGIN SOLUTION: CausalLM::forward(): model, then lm_head (or the tied embedding), logits in fp32
     TORCH_CHECK(ids.dim() == 2, "CausalLM: ids must be (B, T), got ", ids.sizes());
@@ -121,7 +122,7 @@ struct CausalLMImpl : torch::nn::Module {
     TORCH_CHECK(cache == nullptr || offset == cache->length(), "CausalLM: offset ", offset, " but the KV cache holds ",
                 cache == nullptr ? 0 : cache->length(), " positions; new tokens must continue where the cache ends");
     auto h = model(ids, offset, key_padding_mask, cache, position_ids);  // (B, T, C)
-    auto logits = config.tie_word_embeddings ? torch::matmul(h, model->embed_tokens->weight.t()) : lm_head(h);
+    auto logits = config.tie_word_embeddings ? linear_no_bias(h, model->embed_tokens->weight) : lm_head(h);
     return logits.to(torch::kFloat32);  // (B, T, V)
     // END SOLUTION
   }
@@ -134,7 +135,7 @@ struct CausalLMImpl : torch::nn::Module {
 
   ModelConfig config;
   LlamaModel model{nullptr};
-  torch::nn::Linear lm_head{nullptr};  // absent when tie_word_embeddings
+  Linear lm_head{nullptr};  // absent when tie_word_embeddings
 };
 TORCH_MODULE(CausalLM);
 

@@ -78,7 +78,7 @@ inline std::vector<std::string> remove_repeated_lines(const std::vector<std::str
   // 1. Count every line of every document (a map from the line's text to its count: exact, no
   //    hash collision can remove a line).
   // 2. Rebuild each document from its lines whose count is 1.
-  // BEGIN SOLUTION: remove_repeated_lines(): count every line's hash over the corpus, keep the lines seen once
+  // BEGIN SOLUTION: remove_repeated_lines(): count every line over the corpus, keep the lines seen once
   auto lines_of = [](const std::string& doc) {
     std::vector<std::string_view> lines;
     size_t start = 0;

@@ -1,0 +1,53 @@
+// Lesson 02 (given) - a linear layer without bias: y = x W^T, W of shape (out, in).
+//
+// Shapes: any leading dimensions S, then `in` features -> (S..., out).
+//
+// LibTorch's torch::nn::Linear computes the same thing; this one exists for one reason, measured:
+// generation feeds the model one token at a time, and a (1, in) x (in, out) product through
+// linear() ends in a general matrix multiply whose setup dominates so small a problem. The
+// matrix-vector product mv() runs the same arithmetic 4-7x faster there (lm_head of the tiny
+// model: 100 us -> 25 us per token, 2 threads). So a single row takes mv, everything else linear().
+// (Under bf16 autocast, lesson 10, always linear(): autocast lowers it to bf16; mv would stay fp32.)
+//
+// The parameter is called `weight` and initialised as nn::Linear's (Kaiming-uniform with a = sqrt(5),
+// i.e. U(-1/sqrt(in), 1/sqrt(in))), so a model holding it as `q_proj` has Hugging Face's key
+// `q_proj.weight`, and a model that overwrites the initialisation (lesson 05) sees no difference.
+#pragma once
+
+#include <ATen/autocast_mode.h>
+#include <torch/torch.h>
+
+#include <cmath>
+
+namespace llm {
+
+// x (S..., in) times weight (out, in) transposed -> (S..., out): mv for a single row, else linear().
+inline torch::Tensor linear_no_bias(const torch::Tensor& x, const torch::Tensor& weight) {
+  const int64_t in = weight.size(1);
+  TORCH_CHECK(x.dim() >= 1 && x.size(-1) == in, "Linear: expected the last dimension of x to be ", in, ", got shape ",
+              x.sizes());
+  if (x.numel() == in && !at::autocast::is_cpu_enabled() && x.scalar_type() == weight.scalar_type()) {
+    auto sizes = x.sizes().vec();
+    sizes.back() = weight.size(0);
+    return torch::mv(weight, x.reshape({in})).view(sizes);  // one row: a matrix-vector product
+  }
+  return torch::linear(x, weight);
+}
+
+struct LinearImpl : torch::nn::Module {
+  LinearImpl(int64_t in_features, int64_t out_features) : in_features(in_features), out_features(out_features) {
+    TORCH_CHECK(in_features > 0 && out_features > 0, "Linear: in and out features must be positive, got ", in_features,
+                " and ", out_features);
+    weight = register_parameter("weight", torch::empty({out_features, in_features}));
+    torch::nn::init::kaiming_uniform_(weight, std::sqrt(5.0));
+  }
+
+  // x: (S..., in) -> (S..., out)
+  torch::Tensor forward(const torch::Tensor& x) { return linear_no_bias(x, weight); }
+
+  int64_t in_features, out_features;
+  torch::Tensor weight;  // (out, in)
+};
+TORCH_MODULE(Linear);
+
+}  // namespace llm
