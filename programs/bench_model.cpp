@@ -25,6 +25,21 @@
 
 namespace {
 
+// The machine's matmul peak for a dtype, GFLOP/s: the best of a few 1024^3 products.
+double matmul_peak_gflops(torch::Dtype dtype) {
+  torch::NoGradGuard no_grad;
+  auto a = torch::randn({1024, 1024}).to(dtype), b = torch::randn({1024, 1024}).to(dtype);
+  for (int i = 0; i < 3; ++i) torch::mm(a, b);
+  double best = 0;
+  for (int r = 0; r < 5; ++r) {
+    const auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < 8; ++i) torch::mm(a, b);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / 8;
+    best = std::max(best, 2.0 * 1024 * 1024 * 1024 / s / 1e9);
+  }
+  return best;
+}
+
 double seconds(const std::function<void()>& fn) {
   const auto start = std::chrono::steady_clock::now();
   fn();
@@ -99,8 +114,18 @@ int main(int argc, char** argv) {
     const double train_s = seconds([&] {
       for (int64_t i = 0; i < steps; ++i) step();
     });
+    const double tokens_per_s = batch * seq_len * steps / train_s;
     fmt::print("training   B {} x T {}, {}, AdamW: {:9.0f} tokens/s  ({:.3f} s/step)\n", batch, seq_len, dtype,
-               batch * seq_len * steps / train_s, train_s / steps);
+               tokens_per_s, train_s / steps);
+    // Model FLOPs per token, PaLM's count (nanoGPT's estimate_mfu): 6N for the matmuls of the forward
+    // and backward passes, plus 12 L H D T for attention's score and value products.
+    const double flops_per_token = 6.0 * model->num_parameters() + 12.0 * config.num_hidden_layers *
+                                                                       config.num_attention_heads * config.head_dim() *
+                                                                       seq_len;
+    const double peak = matmul_peak_gflops(options.bf16 ? torch::kBFloat16 : torch::kFloat32);
+    fmt::print("           {:.1f} MFLOP/token -> {:.0f} GFLOP/s; the {} matmul peak here {:.0f} GFLOP/s: MFU {:.0f}%\n",
+               flops_per_token / 1e6, flops_per_token * tokens_per_s / 1e9, dtype, peak,
+               100 * flops_per_token * tokens_per_s / 1e9 / peak);
     if (!profile_path.empty()) {
       {
         torch::autograd::profiler::RecordProfile profile(profile_path);

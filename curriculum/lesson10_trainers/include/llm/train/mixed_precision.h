@@ -33,6 +33,7 @@
 #include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 
+#include <cstdio>
 #include <string>
 
 namespace llm {
@@ -46,18 +47,28 @@ class AutocastGuard {
     LLM_TODO("lesson10: AutocastGuard(): remember the state, enable CPU autocast with the dtype, nest");
   }
 
+  // A destructor must not throw: restore() does the work, and an error (an unfinished stub) is
+  // reported instead of terminating the program.
   ~AutocastGuard() {
-    // decrement_nesting(); when it returns 0 (the outermost region ends), clear_cache(); then
-    // restore the remembered enabled flag and dtype.
-    LLM_TODO("lesson10: ~AutocastGuard(): un-nest, clear the cast cache at the outermost level, restore");
+    try {
+      restore();
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "AutocastGuard: %s\n", e.what());
+    }
+  }
+
+  // Leaves the region: decrement_nesting(); when it returns 0 (the outermost region ends),
+  // clear_cache(); then restore the remembered enabled flag and dtype.
+  void restore() {
+    LLM_TODO("lesson10: AutocastGuard::restore(): un-nest, clear the cast cache at the outermost level, restore");
   }
 
   AutocastGuard(const AutocastGuard&) = delete;
   AutocastGuard& operator=(const AutocastGuard&) = delete;
 
  private:
-  bool previous_enabled_ = false;
-  at::ScalarType previous_dtype_ = at::kBFloat16;
+  [[maybe_unused]] bool previous_enabled_ = false;  // (unused only in the stub)
+  [[maybe_unused]] at::ScalarType previous_dtype_ = at::kBFloat16;
 };
 
 // "float32" -> false, "bfloat16" -> true (the train.dtype values of lesson 01).

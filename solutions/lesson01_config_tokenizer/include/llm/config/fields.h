@@ -18,8 +18,11 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <variant>
 #include <vector>
 
@@ -131,6 +134,17 @@ T parse_scalar(const YAML::Node& node, const std::string& where, const char* typ
   throw ConfigError(where + " must be " + type_name + ", got " + scalar_text(node));
 }
 
+// The shortest "%g" text that reads back as exactly `value`: 3e-4 is written "0.0003", where
+// yaml-cpp's own conversion prints all 17 digits ("0.00029999999999999997").
+inline std::string shortest_decimal(double value) {
+  char text[32];
+  for (int digits = 1; digits <= 17; ++digits) {
+    std::snprintf(text, sizeof(text), "%.*g", digits, value);
+    if (std::strtod(text, nullptr) == value) break;
+  }
+  return text;
+}
+
 }  // namespace detail
 
 // Sets the fields named in `node` (a YAML mapping) and leaves the others at their current values.
@@ -182,7 +196,15 @@ template <typename Config>
 YAML::Node to_yaml(const Config& config) {
   YAML::Node node(YAML::NodeType::Map);
   for (const auto& field : Config::fields()) {
-    std::visit([&](auto member) { node[field.name] = config.*member; }, field.member);
+    std::visit(
+        [&](auto member) {
+          if constexpr (std::is_same_v<std::decay_t<decltype(config.*member)>, double>) {
+            node[field.name] = detail::shortest_decimal(config.*member);
+          } else {
+            node[field.name] = config.*member;
+          }
+        },
+        field.member);
   }
   return node;
 }

@@ -165,9 +165,9 @@ class Trainer {
   }
 
  private:
-  Optimizer& optimizer_;
+  [[maybe_unused]] Optimizer& optimizer_;  // (unused only in the stub, until step() is written)
   TrainerOptions options_;
-  ProcessGroup* group_;
+  [[maybe_unused]] ProcessGroup* group_;
   std::vector<torch::Tensor> params_;
   int64_t step_ = 0;
 };
