@@ -134,6 +134,10 @@ function(llm_add_all_lesson_tests)
       add_executable(${target} ${tests_dir}/${tier}.cpp)
       target_link_libraries(${target} PRIVATE llm::test_main ${deps})
       llm_torch_target(${target})
+      if(LLM_FAST_TEST_BUILD)
+        set_target_properties(${target} PROPERTIES PRECOMPILE_HEADERS_REUSE_FROM llm_pch_tests)
+        target_compile_options(${target} PRIVATE -O0)
+      endif()
       list(APPEND binaries ${target})
 
       # One ctest entry per suite binary; inside it, common/src/test_main.cpp runs every test in
