@@ -11,5 +11,9 @@ int pretrain_main(int argc, char** argv);
 int generate_main(int argc, char** argv);
 int export_main(int argc, char** argv);
 int launch_main(int argc, char** argv);
+int sft_main(int argc, char** argv);
+int dpo_main(int argc, char** argv);
+int grpo_main(int argc, char** argv);
+int ppo_main(int argc, char** argv);
 
 }  // namespace llm::cli

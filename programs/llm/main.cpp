@@ -2,6 +2,10 @@
 //
 //   llm tokenizer train --input data/austen/train.txt --vocab-size 4096 --out runs/demo/tokenizer
 //   llm pretrain --config configs/quick.yaml --run runs/demo
+//   llm sft --model runs/demo/pretrain/final --run runs/demo
+//   llm dpo --model runs/demo/sft/final --run runs/demo
+//   llm grpo --model runs/demo/dpo/final --run runs/demo
+//   llm ppo --model runs/demo/sft/final --run runs/demo
 //   llm generate --model runs/demo/pretrain/final --prompt "It is a truth universally acknowledged"
 //   llm export --checkpoint runs/demo/pretrain/checkpoints/step_00000400 --tokenizer runs/demo/tokenizer --out hf/
 //   llm clean --input data/austen/train.txt --out runs/demo/clean --inject-junk 40
@@ -26,6 +30,10 @@ const Command kCommands[] = {
     {"clean", llm::cli::clean_main, "filter, deduplicate and score a text corpus, reporting what each rule removed"},
     {"pretrain", llm::cli::pretrain_main,
      "pretrain the Llama of lessons 03-05 on a corpus (run folder, checkpoints, final/)"},
+    {"sft", llm::cli::sft_main, "supervised fine-tuning on the built-in tasks, accuracy before and after"},
+    {"dpo", llm::cli::dpo_main, "direct preference optimization on the built-in tasks' preference pairs"},
+    {"grpo", llm::cli::grpo_main, "group relative policy optimization on the built-in tasks' rewards"},
+    {"ppo", llm::cli::ppo_main, "proximal policy optimization with a value head on the built-in tasks' rewards"},
     {"generate", llm::cli::generate_main, "sample text from a model folder, streamed"},
     {"export", llm::cli::export_main, "turn a training checkpoint into a Hugging Face model folder"},
     {"launch", llm::cli::launch_main,

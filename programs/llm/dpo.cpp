@@ -1,0 +1,190 @@
+// llm dpo: direct preference optimization (lesson 08) on the built-in tasks' preference pairs,
+// starting from the SFT model, which is also the frozen reference.
+//
+//   llm dpo --model runs/demo/sft/final --run runs/demo
+//   llm dpo --model runs/demo/sft/final --run runs/demo --set dpo.loss_type=ipo --set dpo.beta=0.5
+//
+// A pair is a train-split problem, its correct answer (chosen) and a wrong or malformed one
+// (rejected), tasks.h. Before and after: the preference accuracy on held-out pairs (how often the
+// model gives the chosen answer the higher log-probability) and the held-out task accuracy, which
+// DPO must not lower.
+#include "align.h"
+#include "commands.h"
+
+#include <llm/align/dpo.h>
+
+namespace llm::cli {
+
+namespace {
+
+// The "dpo" section: lesson 08's DpoOptions.
+struct DpoSection {
+  double beta = 0.1;
+  std::string loss_type = "sigmoid";
+  double label_smoothing = 0.0;
+  bool reference_free = false;
+  static const std::vector<Field<DpoSection>>& fields() {
+    static const std::vector<Field<DpoSection>> table = {
+        {"beta", &DpoSection::beta, "how far the policy may move from the reference (TRL's default 0.1)"},
+        {"loss_type", &DpoSection::loss_type, "sigmoid, robust, hinge or ipo"},
+        {"label_smoothing", &DpoSection::label_smoothing, "cDPO / robust: the assumed share of flipped labels"},
+        {"reference_free", &DpoSection::reference_free, "compare with a uniform reference instead of the SFT model"},
+    };
+    return table;
+  }
+  DpoOptions options() const { return {beta, loss_type, label_smoothing, reference_free}; }
+  void validate() const { options().validate(); }
+};
+
+std::vector<TokenizedPair> make_pairs(const Stage& stage, const TaskConfig& tasks, Split split, int64_t count,
+                                      int64_t first) {
+  std::vector<TokenizedPair> out;
+  const auto seed = static_cast<uint64_t>(tasks.seed);
+  int64_t i = first;
+  for (const auto& ex : make_task_examples(stage.tasks, split, seed, count, first)) {
+    if (auto p = tokenize_pair(stage.loaded.tokenizer, stage.chat, make_preference_pair(ex, seed, i), tasks.max_length)) {
+      out.push_back(std::move(*p));
+    }
+    ++i;
+  }
+  return out;
+}
+
+// Held-out pairs: the share where the model's log-probability of the chosen answer is higher.
+double preference_accuracy(CausalLM& model, const std::vector<TokenizedPair>& pairs, int64_t pad) {
+  torch::NoGradGuard no_grad;
+  double wins = 0;
+  for (size_t first = 0; first < pairs.size(); first += 64) {
+    std::vector<TokenizedPair> chunk(pairs.begin() + first, pairs.begin() + std::min(first + 64, pairs.size()));
+    const auto lp = pair_logprobs(model, collate_preference(chunk, pad));
+    wins += (lp.chosen.sum > lp.rejected.sum).sum().item<double>();
+  }
+  return wins / static_cast<double>(pairs.size());
+}
+
+int run(const StageOptions& o) {
+  // ---- config ----
+  TrainConfig train;
+  train.batch_size = 16;  // pairs per step
+  train.max_steps = 150;
+  train.learning_rate = 1e-4;
+  train.min_lr = 1e-6;
+  train.warmup_steps = 10;
+  train.schedule = "cosine";
+  train.weight_decay = 0.0;
+  train.dtype = "bfloat16";
+  train.log_interval = 10;
+  train.eval_interval = 100000;
+  train.checkpoint_interval = 75;
+  train.keep_checkpoints = 2;
+  TaskConfig tasks;
+  DpoSection dpo;
+  ConfigSections sections;
+  sections.add("train", train);
+  sections.add("tasks", tasks);
+  sections.add("dpo", dpo);
+  Stage stage = open_stage("dpo", o, sections, train, tasks);
+  auto& model = stage.loaded.model;
+  const DpoOptions options = dpo.options();
+
+  // The reference: the starting model, frozen (its log-probs computed once per batch).
+  CausalLM reference = load_hf_folder(o.model_dir).model;
+  reference->eval();
+  for (auto& p : reference->parameters()) p.requires_grad_(false);
+
+  // ---- before ----
+  model->eval();
+  const auto held_out = make_pairs(stage, tasks, Split::kTest, tasks.test_size, 0);
+  const double pref_before = preference_accuracy(model, held_out, stage.chat.pad);
+  const TaskEval before = evaluate_tasks(model, stage.loaded.tokenizer, stage.chat, tasks);
+  fmt::print("before DPO: held-out preference accuracy {:.3f} on {} pairs\n", pref_before, held_out.size());
+  print_task_eval("before DPO", before);
+
+  // ---- model, optimizer, resume ----
+  model->train();
+  auto opt = make_optimization(*model, train);
+  double elapsed_before = 0;
+  nlohmann::json extra = nlohmann::json::object();
+  if (o.resume) opt.trainer->set_step_count(resume_stage(stage, *model, *opt.optimizer, elapsed_before, extra));
+  stage.metrics = MetricsLog(stage.dir + "/metrics.jsonl", o.resume ? opt.trainer->step_count() : -1);
+
+  // ---- the loop: batch s holds pairs s*B .. s*B + B - 1 of the train split ----
+  std::function<std::vector<DpoBatch>()> next = [&] {
+    const auto pairs = make_pairs(stage, tasks, Split::kTrain, train.batch_size,
+                                  opt.trainer->step_count() * train.batch_size);
+    return std::vector<DpoBatch>{with_reference_logprobs(reference, collate_preference(pairs, stage.chat.pad))};
+  };
+  std::function<int64_t(const DpoBatch&)> count = [](const DpoBatch& b) { return b.pairs.num_pairs(); };
+  std::function<LossSum(const DpoBatch&)> loss_sum = [&](const DpoBatch& b) {
+    return dpo_loss_sum(model, b, options);
+  };
+  Progress progress("step", train.max_steps, opt.trainer->step_count());
+  LoopHooks hooks;
+  hooks.on_step = [&](const StepResult& r) {
+    const int64_t done = r.step + 1;
+    nlohmann::json line = {{"step", done}, {"loss", r.loss}, {"lr", r.lr}, {"grad_norm", r.grad_norm}};
+    for (const auto& [k, v] : r.metrics) line[k] = v;
+    stage.metrics.log(line);
+    if (done % train.log_interval == 0 || done == 1 || done == train.max_steps) {
+      progress.update(done, fmt::format("loss {:.4f} | reward acc {:.2f} | margin {:.3f} | lr {:.2e}", r.loss,
+                                        r.metrics.at("rewards/accuracies"), r.metrics.at("rewards/margins"), r.lr));
+    }
+    return true;
+  };
+  hooks.on_checkpoint = [&](int64_t done) {
+    save_stage_checkpoint(stage, *model, *opt.optimizer, done, elapsed_before + progress.elapsed(), extra,
+                          train.keep_checkpoints);
+  };
+  LoopOptions loop;
+  loop.max_steps = train.max_steps;
+  loop.eval_interval = train.eval_interval;
+  loop.checkpoint_interval = train.checkpoint_interval;
+  train_loop<DpoBatch>(*opt.trainer, loop, next, count, loss_sum, hooks);
+  progress.finish();
+
+  // ---- after ----
+  model->eval();
+  const double pref_after = preference_accuracy(model, held_out, stage.chat.pad);
+  double reward_acc = 0;
+  {
+    torch::NoGradGuard no_grad;
+    const auto b = with_reference_logprobs(reference, collate_preference(held_out, stage.chat.pad));
+    auto out = dpo_loss_sum(model, b, options);
+    reward_acc = out.metrics["rewards/accuracies"] / static_cast<double>(held_out.size());
+  }
+  const TaskEval after = evaluate_tasks(model, stage.loaded.tokenizer, stage.chat, tasks);
+  fmt::print("after DPO: held-out preference accuracy {:.3f}, DPO reward accuracy {:.3f} on {} pairs\n", pref_after,
+             reward_acc, held_out.size());
+  print_task_eval("after DPO", after);
+  const double seconds = elapsed_before + progress.elapsed();
+  finish_stage(stage, model,
+               {{"steps", opt.trainer->step_count()},
+                {"seconds", seconds},
+                {"preference_accuracy_before", pref_before},
+                {"preference_accuracy_after", pref_after},
+                {"reward_accuracy_after", reward_acc},
+                {"preference_pairs", held_out.size()},
+                {"before", before.to_json()},
+                {"after", after.to_json()},
+                {"accuracy_before", before.accuracy},
+                {"accuracy_after", after.accuracy},
+                {"test_problems", after.problems}},
+               {{"loss", "DPO loss"}, {"rewards/accuracies", "reward accuracy (train batch)"}}, "loss");
+  fmt::print("dpo: {} steps in {}; {}; {}\n", opt.trainer->step_count(), format_duration(seconds),
+             format_change("held-out preference accuracy", pref_before, pref_after,
+                           static_cast<int64_t>(held_out.size())),
+             format_change("task accuracy", before.accuracy, after.accuracy, after.problems));
+  return 0;
+}
+
+}  // namespace
+
+int dpo_main(int argc, char** argv) {
+  CLI::App app{"Direct preference optimization (lesson 08) on the built-in tasks' preference pairs.", "llm dpo"};
+  StageOptions o;
+  add_stage_options(app, o, "dpo", "sft");
+  if (int rc = parse_command_line(app, argc, argv); rc >= 0) return rc;
+  return run_command("llm dpo", [&] { return run(o); });
+}
+
+}  // namespace llm::cli

@@ -1,0 +1,222 @@
+// llm ppo: proximal policy optimization with a value head (lesson 09) on the built-in tasks'
+// rewards, starting from the SFT (or DPO) model, which is also the frozen KL reference.
+//
+//   llm ppo --model runs/demo/sft/final --run runs/demo
+//
+// Every rollout: P train problems, one sampled answer each; per-token rewards (the KL penalty, plus
+// the task score on the last real token), GAE with the value head's values, whitened advantages;
+// then ppo.epochs optimizer steps over that one rollout (train.max_steps counts optimizer steps).
+// final/ holds the policy alone: the value head only served training.
+#include "align.h"
+#include "commands.h"
+
+#include <llm/align/ppo.h>
+
+namespace llm::cli {
+
+namespace {
+
+struct PpoSection {
+  int64_t prompts_per_rollout = 32;
+  int64_t epochs = 4;            // TRL's num_ppo_epochs
+  double temperature = 0.7;      // TRL's default
+  double cliprange = 0.2;
+  double cliprange_value = 0.2;
+  double vf_coef = 0.1;
+  double kl_coef = 0.05;
+  std::string kl_estimator = "k1";
+  double gamma = 1.0;
+  double lam = 0.95;
+  static const std::vector<Field<PpoSection>>& fields() {
+    static const std::vector<Field<PpoSection>> table = {
+        {"prompts_per_rollout", &PpoSection::prompts_per_rollout, "prompts sampled per rollout"},
+        {"epochs", &PpoSection::epochs, "optimizer steps over each rollout"},
+        {"temperature", &PpoSection::temperature, "sampling temperature"},
+        {"cliprange", &PpoSection::cliprange, "policy ratio clip"},
+        {"cliprange_value", &PpoSection::cliprange_value, "value clip around the rollout's values"},
+        {"vf_coef", &PpoSection::vf_coef, "weight of the value loss"},
+        {"kl_coef", &PpoSection::kl_coef, "weight of the per-token KL penalty in the reward"},
+        {"kl_estimator", &PpoSection::kl_estimator, "k1 or k3"},
+        {"gamma", &PpoSection::gamma, "discount"},
+        {"lam", &PpoSection::lam, "GAE lambda"},
+    };
+    return table;
+  }
+  PpoOptions options() const {
+    return {cliprange, cliprange_value, vf_coef, kl_coef, kl_estimator, gamma, lam};
+  }
+  void validate() const {
+    require_positive("ppo", "prompts_per_rollout", prompts_per_rollout);
+    require_positive("ppo", "epochs", epochs);
+    if (!(temperature > 0)) throw ConfigError("ppo.temperature must be > 0, got " + std::to_string(temperature));
+    if (kl_estimator != "k1" && kl_estimator != "k3") {
+      throw ConfigError("ppo.kl_estimator '" + kl_estimator + "' is not one of: k1, k3");
+    }
+    if (!(gamma >= 0 && gamma <= 1 && lam >= 0 && lam <= 1)) {
+      throw ConfigError("ppo.gamma and ppo.lam must be in [0, 1], got " + std::to_string(gamma) + " and " +
+                        std::to_string(lam));
+    }
+  }
+};
+
+int run(const StageOptions& o) {
+  // ---- config ----
+  TrainConfig train;
+  train.max_steps = 80;  // optimizer steps: 20 rollouts x 4 epochs
+  train.learning_rate = 3e-5;
+  train.min_lr = 3e-5;
+  train.warmup_steps = 0;
+  train.schedule = "constant";
+  train.weight_decay = 0.0;
+  train.dtype = "bfloat16";
+  train.log_interval = 4;
+  train.eval_interval = 100000;
+  train.checkpoint_interval = 40;
+  train.keep_checkpoints = 2;
+  TaskConfig tasks;
+  PpoSection ppo;
+  ConfigSections sections;
+  sections.add("train", train);
+  sections.add("tasks", tasks);
+  sections.add("ppo", ppo);
+  Stage stage = open_stage("ppo", o, sections, train, tasks);
+  if (train.max_steps % ppo.epochs != 0) {
+    throw ConfigError("train.max_steps " + std::to_string(train.max_steps) + " must be a multiple of ppo.epochs " +
+                      std::to_string(ppo.epochs) + " (every rollout is used for all its epochs)");
+  }
+  auto& policy = stage.loaded.model;
+  const auto& tok = stage.loaded.tokenizer;
+  const PpoOptions options = ppo.options();
+  PolicyWithValue model(policy);
+  CausalLM reference = load_hf_folder(o.model_dir).model;
+  reference->eval();
+  for (auto& p : reference->parameters()) p.requires_grad_(false);
+
+  // ---- before ----
+  policy->eval();
+  const TaskEval before = evaluate_tasks(policy, tok, stage.chat, tasks);
+  print_task_eval("before PPO", before);
+
+  // ---- model, optimizer, resume ----
+  auto opt = make_optimization(*model, train);
+  double elapsed_before = 0;
+  nlohmann::json extra = nlohmann::json::object();
+  if (o.resume) opt.trainer->set_step_count(resume_stage(stage, *model, *opt.optimizer, elapsed_before, extra));
+  stage.metrics = MetricsLog(stage.dir + "/metrics.jsonl", o.resume ? opt.trainer->step_count() : -1);
+
+  // ---- the loop: a rollout every `epochs` steps ----
+  const auto seed = static_cast<uint64_t>(tasks.seed);
+  PpoRollout rollout;
+  nlohmann::json rollout_metrics;
+  std::function<std::vector<PpoRollout>()> next = [&] {
+    const int64_t step = opt.trainer->step_count();
+    if (step % ppo.epochs == 0 || !rollout.input_ids.defined()) {
+      const int64_t index = step / ppo.epochs;
+      const auto problems = make_task_examples(stage.tasks, Split::kTrain, seed, ppo.prompts_per_rollout,
+                                               index * ppo.prompts_per_rollout);
+      const auto s = sample_answers(policy, tok, stage.chat, problems, 1, ppo.temperature, tasks.max_new_tokens,
+                                    seed * 104729 + static_cast<uint64_t>(index));
+      const int64_t N = static_cast<int64_t>(s.texts.size());
+      auto scores = torch::zeros({N});
+      double length = 0, cut = 0;
+      for (int64_t i = 0; i < N; ++i) {
+        scores[i] = task_reward(problems[i], s.texts[i], s.ended[i]);
+        length += static_cast<double>(s.completions[i].size());
+        cut += !s.ended[i];
+      }
+      const auto rows = rollout_rows(s, stage.chat.pad, stage.chat.end);
+      rollout.input_ids = rows.input_ids;
+      rollout.attention_mask = rows.attention_mask;
+      rollout.completion_mask = rows.completion_mask;
+      torch::NoGradGuard no_grad;
+      model->eval();
+      auto [logits, values] = model(rows.input_ids, rows.attention_mask);
+      const int64_t S = rows.input_ids.size(1);
+      auto per = token_logprobs(logits.narrow(1, 0, S - 1), rows.input_ids.narrow(1, 1, S - 1));
+      rollout.old_logp = torch::cat({torch::zeros({N, 1}), per}, 1);
+      rollout.old_values = values;
+      const auto ref_logp = rollout_logprobs(reference, rows.input_ids, rows.attention_mask);
+      const auto rewards = ppo_rewards(rollout.old_logp, ref_logp, scores, rows.completion_mask, options.kl_coef,
+                                       options.kl_estimator);
+      auto [advantages, returns] = gae(rewards, values, rows.completion_mask, options.gamma, options.lam);
+      rollout.advantages = masked_whiten(advantages, rows.completion_mask);
+      rollout.returns = returns;
+      const auto m = rows.completion_mask.to(torch::kFloat32);
+      const double kl = ((rollout.old_logp - ref_logp) * m).sum().item<double>() / N;
+      rollout_metrics = {{"score_mean", scores.mean().item<double>()},
+                         {"score_std", scores.std().item<double>()},
+                         {"kl", kl},
+                         {"non_score_reward", -options.kl_coef * kl},
+                         {"completion_length", length / N},
+                         {"clipped_completions", cut / N}};
+      model->train();
+    }
+    return std::vector<PpoRollout>{rollout};
+  };
+  std::function<int64_t(const PpoRollout&)> count = [](const PpoRollout&) { return 1; };
+  std::function<LossSum(const PpoRollout&)> loss_sum = [&](const PpoRollout& r) {
+    return ppo_loss_sum(model, r, options);
+  };
+  Progress progress("step", train.max_steps, opt.trainer->step_count());
+  LoopHooks hooks;
+  hooks.on_step = [&](const StepResult& r) {
+    const int64_t done = r.step + 1;
+    nlohmann::json line = rollout_metrics;
+    line["step"] = done;
+    line["loss"] = r.loss;
+    line["lr"] = r.lr;
+    line["grad_norm"] = r.grad_norm;
+    for (const auto& [k, v] : r.metrics) line[k] = v;
+    stage.metrics.log(line);
+    if (done % train.log_interval == 0 || done == 1 || done == train.max_steps) {
+      progress.update(done, fmt::format("score {:.3f} | kl {:.4f} | pg {:.4f} | vf {:.4f} | clipfrac {:.3f}",
+                                        line["score_mean"].get<double>(), line["kl"].get<double>(),
+                                        r.metrics.at("pg_loss"), r.metrics.at("vf_loss"), r.metrics.at("clipfrac")));
+    }
+    return true;
+  };
+  hooks.on_checkpoint = [&](int64_t done) {
+    save_stage_checkpoint(stage, *model, *opt.optimizer, done, elapsed_before + progress.elapsed(), extra,
+                          train.keep_checkpoints);
+  };
+  LoopOptions loop;
+  loop.max_steps = train.max_steps;
+  loop.eval_interval = train.eval_interval;
+  loop.checkpoint_interval = train.checkpoint_interval;
+  train_loop<PpoRollout>(*opt.trainer, loop, next, count, loss_sum, hooks);
+  progress.finish();
+
+  // ---- after ----
+  policy->eval();
+  const TaskEval after = evaluate_tasks(policy, tok, stage.chat, tasks);
+  print_task_eval("after PPO", after);
+  const double seconds = elapsed_before + progress.elapsed();
+  finish_stage(stage, policy,
+               {{"steps", opt.trainer->step_count()},
+                {"seconds", seconds},
+                {"before", before.to_json()},
+                {"after", after.to_json()},
+                {"accuracy_before", before.accuracy},
+                {"accuracy_after", after.accuracy},
+                {"reward_before", before.mean_reward},
+                {"reward_after", after.mean_reward},
+                {"test_problems", after.problems}},
+               {{"score_mean", "mean task score of the sampled answers"}}, "score");
+  fmt::print("ppo: {} steps in {}; {}; {}\n", opt.trainer->step_count(), format_duration(seconds),
+             format_change("held-out accuracy", before.accuracy, after.accuracy, after.problems),
+             format_change("mean reward", before.mean_reward, after.mean_reward, after.problems));
+  return 0;
+}
+
+}  // namespace
+
+int ppo_main(int argc, char** argv) {
+  CLI::App app{"Proximal policy optimization with a value head (lesson 09) on the built-in tasks' rewards.",
+               "llm ppo"};
+  StageOptions o;
+  add_stage_options(app, o, "ppo", "sft or dpo");
+  if (int rc = parse_command_line(app, argc, argv); rc >= 0) return rc;
+  return run_command("llm ppo", [&] { return run(o); });
+}
+
+}  // namespace llm::cli
