@@ -2,7 +2,8 @@
 # The main job (README): set up the machine, build the full system, and run the pipeline on the
 # built-in corpus (data/austen): a tokenizer, pretraining of the lesson 03-05 Llama with the quick
 # preset (configs/quick.yaml), samples from it, its validation bits per byte on the held-out novel
-# before and after, and its export as a Hugging Face model folder.
+# before and after, its export as a Hugging Face model folder, then the alignment chain on the
+# built-in tasks: SFT -> DPO -> GRPO, each measured before and after on held-out problems.
 #
 #   bash scripts/run.sh                       the reference implementation (solutions/)
 #   bash scripts/run.sh --tree curriculum     your own code (curriculum/)
@@ -62,13 +63,43 @@ echo
 echo "== 4. export: final/ is a Hugging Face folder; the same weights in bf16 =="
 "$llm" export --model "$out/pretrain/final" --out "$out/export-bf16" --dtype bfloat16
 
-summary="$out/pretrain/summary.json"
-bpb() { python3 -c "import json,sys; print('%.3f' % json.load(open(sys.argv[1]))[sys.argv[2]])" "$summary" "$1"; }
 echo
-echo "run.sh: done in $((SECONDS - start)) s (after the build). Validation bits per byte on the held-out novel:" \
-  "$(bpb val_bpb_before) before training, $(bpb val_bpb_after) after."
+echo "== 5. supervised fine-tuning on the built-in tasks (add, sub, capitals) =="
+"$llm" sft --model "$out/pretrain/final" --run "$out"
+
+echo
+echo "== 6. DPO on preference pairs of the same tasks, the SFT model as the reference =="
+"$llm" dpo --model "$out/sft/final" --run "$out"
+
+echo
+echo "== 7. GRPO on the tasks' rewards, from the DPO model =="
+"$llm" grpo --model "$out/dpo/final" --run "$out"
+
+echo
+echo "run.sh: done in $((SECONDS - start)) s (after the build)."
+python3 - "$out" <<'PY'
+import json, sys, os
+run = sys.argv[1]
+def load(stage):
+    with open(os.path.join(run, stage, "summary.json")) as f:
+        return json.load(f)
+p, sft, dpo, grpo = load("pretrain"), load("sft"), load("dpo"), load("grpo")
+n = sft["test_problems"]
+rows = [
+    ("pretrain", "validation bits/byte (held-out novel)", p["val_bpb_before"], p["val_bpb_after"], p["seconds"]),
+    ("sft", f"held-out task accuracy (n = {n})", sft["accuracy_before"], sft["accuracy_after"], sft["seconds"]),
+    ("dpo", f"held-out preference accuracy (n = {dpo['preference_pairs']})", dpo["preference_accuracy_before"],
+     dpo["preference_accuracy_after"], dpo["seconds"]),
+    ("dpo", f"held-out task accuracy (n = {n})", dpo["accuracy_before"], dpo["accuracy_after"], None),
+    ("grpo", f"held-out task accuracy (n = {n})", grpo["accuracy_before"], grpo["accuracy_after"], grpo["seconds"]),
+    ("grpo", f"held-out mean reward (n = {n})", grpo["reward_before"], grpo["reward_after"], None),
+]
+print(f"{'stage':<9} {'measure':<44} {'before':>8} {'after':>8} {'train s':>8}")
+for stage, what, before, after, secs in rows:
+    print(f"{stage:<9} {what:<44} {before:8.3f} {after:8.3f} {'' if secs is None else f'{secs:8.0f}':>8}")
+PY
 echo "  tokenizer      $out/tokenizer"
-echo "  pretraining    $out/pretrain  (config.yaml, metrics.jsonl, loss.png, samples.txt, summary.json)"
-echo "  model folder   $out/pretrain/final  (Hugging Face: AutoModelForCausalLM.from_pretrained works on it)"
+echo "  stages         $out/{pretrain,sft,dpo,grpo}  (config.yaml, metrics.jsonl, loss.png, summary.json, final/)"
 echo "  bf16 copy      $out/export-bf16"
-echo "  try:           $llm generate --model $out/pretrain/final --prompt \"Mr. Darcy\""
+echo "  PPO instead:   $llm ppo --model $out/sft/final --run $out"
+echo "  try:           $llm generate --model $out/grpo/final --chat --prompt \"What is 12 + 34?\""

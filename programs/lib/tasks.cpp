@@ -16,7 +16,9 @@ namespace {
 constexpr const char* kQuizDir = "/usr/share/games/bsdgames/quiz/";
 constexpr const char* kQuizFiles[] = {"europe", "asia", "africa", "america", "state"};
 
-uint64_t mix(uint64_t a, uint64_t b) { return SplitMix64(a * 0x9E3779B97F4A7C15ull ^ b).next(); }
+uint64_t mix(uint64_t a, uint64_t b) {
+  return SplitMix64(a * 0x9E3779B97F4A7C15ull ^ b).next();
+}
 
 uint64_t task_hash(const std::string& task) {
   uint64_t h = 1469598103934665603ull;  // FNV-1a

@@ -198,7 +198,9 @@ void finish_stage(Stage& stage, CausalLM& model, const nlohmann::json& summary,
   s["stage"] = stage.name;
   s["threads"] = stage.threads;
   s["finished"] = utc_timestamp();
-  write_text((fs::path(stage.dir) / "summary.json").string(), s.dump(2) + "\n");
+  // Sampled answers may end inside a UTF-8 character (a byte-level token): replace, never throw.
+  write_text((fs::path(stage.dir) / "summary.json").string(),
+             s.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
   fmt::print("{}: model folder {} (summary.json, metrics.jsonl, loss.png in {})\n", stage.name, final_dir, stage.dir);
 }
 

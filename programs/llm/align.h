@@ -125,6 +125,7 @@ int64_t resume_stage(const Stage& stage, torch::nn::Module& module, Optimizer& o
 void finish_stage(Stage& stage, CausalLM& model, const nlohmann::json& summary,
                   const std::vector<std::pair<std::string, std::string>>& plot, const std::string& ylabel);
 
-std::string format_change(const char* what, double before, double after, int64_t n);  // "accuracy 0.12 -> 0.53 (n = 300)"
+std::string format_change(const char* what, double before, double after,
+                          int64_t n);  // "accuracy 0.12 -> 0.53 (n = 300)"
 
 }  // namespace llm::cli

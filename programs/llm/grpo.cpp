@@ -19,12 +19,12 @@ namespace llm::cli {
 namespace {
 
 struct GrpoSection {
-  int64_t group_size = 8;         // G answers per prompt (TRL's num_generations)
-  int64_t prompts_per_step = 8;   // P
-  double temperature = 1.0;       // sampling temperature (TRL's default)
+  int64_t group_size = 8;        // G answers per prompt (TRL's num_generations)
+  int64_t prompts_per_step = 8;  // P
+  double temperature = 1.0;      // sampling temperature (TRL's default)
   double epsilon_low = 0.2;
   double epsilon_high = 0.2;
-  double beta = 0.04;             // KL weight (TRL <= 0.18 and DeepSeekMath: 0.04; TRL now 0)
+  double beta = 0.04;  // KL weight (TRL <= 0.18 and DeepSeekMath: 0.04; TRL now 0)
   std::string loss_type = "dapo";
   std::string scale_rewards = "group";
   static const std::vector<Field<GrpoSection>>& fields() {
@@ -50,8 +50,8 @@ struct GrpoSection {
     return o;
   }
   void validate() const {
-    if (group_size < 2) throw ConfigError("grpo.group_size must be >= 2 (a group needs a baseline), got " +
-                                          std::to_string(group_size));
+    if (group_size < 2)
+      throw ConfigError("grpo.group_size must be >= 2 (a group needs a baseline), got " + std::to_string(group_size));
     require_positive("grpo", "prompts_per_step", prompts_per_step);
     if (!(temperature > 0)) throw ConfigError("grpo.temperature must be > 0, got " + std::to_string(temperature));
     if (scale_rewards != "group" && scale_rewards != "batch" && scale_rewards != "none") {
@@ -144,9 +144,7 @@ int run(const StageOptions& o) {
     return std::vector<Rollout>{r};
   };
   std::function<int64_t(const Rollout&)> count = [&](const Rollout& r) { return grpo_count(r, options); };
-  std::function<LossSum(const Rollout&)> loss_sum = [&](const Rollout& r) {
-    return grpo_loss_sum(model, r, options);
-  };
+  std::function<LossSum(const Rollout&)> loss_sum = [&](const Rollout& r) { return grpo_loss_sum(model, r, options); };
   Progress progress("step", train.max_steps, opt.trainer->step_count());
   LoopHooks hooks;
   hooks.on_step = [&](const StepResult& r) {
@@ -159,12 +157,12 @@ int run(const StageOptions& o) {
     for (const auto& [k, v] : r.metrics) line[k] = v;
     stage.metrics.log(line);
     if (done % train.log_interval == 0 || done == 1 || done == train.max_steps) {
-      progress.update(done, fmt::format("reward {:.3f} (std {:.3f}) | zero-std groups {:.0f}% | len {:.1f} | kl {:.4f} "
-                                        "| clip {:.3f}",
-                                        line["reward_mean"].get<double>(), line["reward_std"].get<double>(),
-                                        100 * line["frac_reward_zero_std"].get<double>(),
-                                        line["completion_length"].get<double>(), r.metrics.at("kl"),
-                                        r.metrics.at("clip_ratio")));
+      progress.update(
+          done, fmt::format("reward {:.3f} (std {:.3f}) | zero-std groups {:.0f}% | len {:.1f} | kl {:.4f} "
+                            "| clip {:.3f}",
+                            line["reward_mean"].get<double>(), line["reward_std"].get<double>(),
+                            100 * line["frac_reward_zero_std"].get<double>(), line["completion_length"].get<double>(),
+                            r.metrics.at("kl"), r.metrics.at("clip_ratio")));
     }
     return true;
   };

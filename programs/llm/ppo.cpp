@@ -18,8 +18,8 @@ namespace {
 
 struct PpoSection {
   int64_t prompts_per_rollout = 32;
-  int64_t epochs = 4;            // TRL's num_ppo_epochs
-  double temperature = 0.7;      // TRL's default
+  int64_t epochs = 4;        // TRL's num_ppo_epochs
+  double temperature = 0.7;  // TRL's default
   double cliprange = 0.2;
   double cliprange_value = 0.2;
   double vf_coef = 0.1;
@@ -42,9 +42,7 @@ struct PpoSection {
     };
     return table;
   }
-  PpoOptions options() const {
-    return {cliprange, cliprange_value, vf_coef, kl_coef, kl_estimator, gamma, lam};
-  }
+  PpoOptions options() const { return {cliprange, cliprange_value, vf_coef, kl_coef, kl_estimator, gamma, lam}; }
   void validate() const {
     require_positive("ppo", "prompts_per_rollout", prompts_per_rollout);
     require_positive("ppo", "epochs", epochs);
@@ -136,8 +134,8 @@ int run(const StageOptions& o) {
       rollout.old_logp = torch::cat({torch::zeros({N, 1}), per}, 1);
       rollout.old_values = values;
       const auto ref_logp = rollout_logprobs(reference, rows.input_ids, rows.attention_mask);
-      const auto rewards = ppo_rewards(rollout.old_logp, ref_logp, scores, rows.completion_mask, options.kl_coef,
-                                       options.kl_estimator);
+      const auto rewards =
+          ppo_rewards(rollout.old_logp, ref_logp, scores, rows.completion_mask, options.kl_coef, options.kl_estimator);
       auto [advantages, returns] = gae(rewards, values, rows.completion_mask, options.gamma, options.lam);
       rollout.advantages = masked_whiten(advantages, rows.completion_mask);
       rollout.returns = returns;
@@ -211,8 +209,7 @@ int run(const StageOptions& o) {
 }  // namespace
 
 int ppo_main(int argc, char** argv) {
-  CLI::App app{"Proximal policy optimization with a value head (lesson 09) on the built-in tasks' rewards.",
-               "llm ppo"};
+  CLI::App app{"Proximal policy optimization with a value head (lesson 09) on the built-in tasks' rewards.", "llm ppo"};
   StageOptions o;
   add_stage_options(app, o, "ppo", "sft or dpo");
   if (int rc = parse_command_line(app, argc, argv); rc >= 0) return rc;

@@ -83,7 +83,8 @@ int run(const StageOptions& o) {
   LoopHooks hooks;
   hooks.on_step = [&](const StepResult& r) {
     const int64_t done = r.step + 1;
-    stage.metrics.log({{"step", done}, {"loss", r.loss}, {"lr", r.lr}, {"grad_norm", r.grad_norm}, {"tokens", r.count}});
+    stage.metrics.log(
+        {{"step", done}, {"loss", r.loss}, {"lr", r.lr}, {"grad_norm", r.grad_norm}, {"tokens", r.count}});
     if (done % train.log_interval == 0 || done == 1 || done == train.max_steps) {
       progress.update(done, fmt::format("loss {:.4f} | lr {:.2e} | gnorm {:.2f}", r.loss, r.lr, r.grad_norm));
     }

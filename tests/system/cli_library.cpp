@@ -4,6 +4,7 @@
 #include <llm/cli/config.h>
 #include <llm/cli/hf_folder.h>
 #include <llm/cli/run.h>
+#include <llm/cli/tasks.h>
 #include <llm/cli/text.h>
 #include <llm/common/paths.h>
 #include <llm/common/safetensors.h>
@@ -16,6 +17,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 namespace {
 
@@ -57,6 +59,7 @@ class HfFolder : public llm::testing::SeededTest {};
 class Config : public ::testing::Test {};
 class Text : public ::testing::Test {};
 class Metrics : public ::testing::Test {};
+class Tasks : public ::testing::Test {};
 
 TEST_F(Safetensors, RoundTripsEveryDtypeAndTheMetadata) {
   llm::TensorMap tensors = {{"a", torch::randn({2, 3})},
@@ -309,3 +312,96 @@ TEST_F(Metrics, AResumedLogDropsTheLinesAfterItsCheckpoint) {
 }
 
 }  // namespace
+
+// ---- the built-in tasks (programs/lib/tasks.cpp) ----
+
+TEST_F(Tasks, ExamplesArePureFunctionsOfTaskSplitSeedAndIndex) {
+  using llm::cli::Split;
+  for (const auto& task : llm::cli::task_names()) {
+    const auto a = llm::cli::make_task_example(task, Split::kTrain, 7, 42);
+    const auto b = llm::cli::make_task_example(task, Split::kTrain, 7, 42);
+    EXPECT_EQ(a.prompt, b.prompt) << task;
+    EXPECT_EQ(a.answer, b.answer) << task;
+    EXPECT_NE(llm::cli::make_task_example(task, Split::kTrain, 8, 42).prompt + "|" +
+                  llm::cli::make_task_example(task, Split::kTrain, 7, 43).prompt,
+              a.prompt + "|" + a.prompt)
+        << task << ": another seed or index gives another example";
+  }
+  const auto add = llm::cli::make_task_example("add", Split::kTrain, 1, 0);
+  int x = 0, y = 0;
+  ASSERT_EQ(std::sscanf(add.prompt.c_str(), "What is %d + %d?", &x, &y), 2) << add.prompt;
+  EXPECT_EQ(add.answer, std::to_string(x + y));
+  EXPECT_TRUE(
+      ThrowsWith([] { llm::cli::make_task_example("mul", Split::kTrain, 1, 0); }, {"mul", "add, sub, capital"}));
+  EXPECT_TRUE(ThrowsWith([] { llm::cli::parse_task_list("add,,sub"); }, {"''", "valid tasks"}));
+}
+
+TEST_F(Tasks, TrainAndTestSplitsNeverShareAnArithmeticProblem) {
+  using llm::cli::Split;
+  for (const std::string task : {"add", "sub"}) {
+    std::set<std::string> train, test;
+    for (int64_t i = 0; i < 3000; ++i) train.insert(llm::cli::make_task_example(task, Split::kTrain, 3, i).prompt);
+    for (int64_t i = 0; i < 600; ++i) test.insert(llm::cli::make_task_example(task, Split::kTest, 3, i).prompt);
+    for (const auto& p : test) EXPECT_EQ(train.count(p), 0u) << task << ": '" << p << "' is in both splits";
+    const int64_t n_train = llm::cli::task_problem_count(task, Split::kTrain);
+    const int64_t n_test = llm::cli::task_problem_count(task, Split::kTest);
+    EXPECT_EQ(n_train + n_test, task == "add" ? 90 * 90 : 90 * 91 / 2) << task;
+    EXPECT_NEAR(static_cast<double>(n_test) / (n_train + n_test), 0.2, 0.03) << task;
+  }
+  // Capitals: the same facts, but test phrasings that training never uses.
+  std::set<std::string> train_forms, test_forms;
+  for (int64_t i = 0; i < 200; ++i) {
+    auto t = llm::cli::make_task_example("capital", Split::kTrain, 3, i);
+    train_forms.insert(t.prompt.substr(0, 12));
+    auto e = llm::cli::make_task_example("capital", Split::kTest, 3, i);
+    test_forms.insert(e.prompt.substr(0, 12));
+  }
+  for (const auto& f : test_forms) EXPECT_EQ(train_forms.count(f), 0u) << f;
+}
+
+TEST_F(Tasks, CapitalsComeFromTheQuizFilesWithTheirAlternatives) {
+  bool france = false, austria = false;
+  for (int64_t i = 0; i < 4000 && !(france && austria); ++i) {
+    const auto e = llm::cli::make_task_example("capital", llm::cli::Split::kTrain, 5, i);
+    if (e.prompt.find(" France") != std::string::npos) {
+      france = true;
+      EXPECT_EQ(e.answer, "Paris");
+    }
+    if (e.prompt.find(" Austria") != std::string::npos) {
+      austria = true;
+      EXPECT_EQ(e.answer, "Vienna");  // quiz line "Austria:Vienna|Wien"
+      EXPECT_TRUE(llm::cli::is_correct(e, " wien. "));
+    }
+  }
+  EXPECT_TRUE(france && austria) << "France and Austria should be among the quiz facts";
+}
+
+TEST_F(Tasks, AnswersAreNormalisedAndRewardedAsDocumented) {
+  EXPECT_EQ(llm::cli::normalise_answer("  Little   Rock. "), "little rock");
+  EXPECT_EQ(llm::cli::normalise_answer("72"), "72");
+  llm::cli::TaskExample add{"add", "What is 47 + 25?", "72", {"72"}};
+  EXPECT_DOUBLE_EQ(llm::cli::task_reward(add, " 72 ", true), 1.0);
+  EXPECT_DOUBLE_EQ(llm::cli::task_reward(add, "72", false), 0.0) << "an answer that never ended earns nothing";
+  EXPECT_DOUBLE_EQ(llm::cli::task_reward(add, "71", true), llm::cli::kFormatCredit) << "a number: well formed";
+  EXPECT_DOUBLE_EQ(llm::cli::task_reward(add, "seventy", true), 0.0);
+  llm::cli::TaskExample cap{"capital", "What is the capital of France?", "Paris", {"paris"}};
+  EXPECT_DOUBLE_EQ(llm::cli::task_reward(cap, "paris", true), 1.0);
+  EXPECT_DOUBLE_EQ(llm::cli::task_reward(cap, "Rome", true), llm::cli::kFormatCredit);
+  EXPECT_DOUBLE_EQ(llm::cli::task_reward(cap, "it is a city in the north", true), 0.0);
+}
+
+TEST_F(Tasks, PreferencePairsPreferTheCorrectAnswer) {
+  int malformed = 0;
+  for (int64_t i = 0; i < 200; ++i) {
+    const auto e = llm::cli::make_task_example(llm::cli::task_names()[i % 3], llm::cli::Split::kTrain, 9, i);
+    const auto p = llm::cli::make_preference_pair(e, 9, i);
+    EXPECT_EQ(p.prompt, e.prompt);
+    EXPECT_TRUE(llm::cli::is_correct(e, p.chosen)) << p.chosen;
+    EXPECT_FALSE(llm::cli::is_correct(e, p.rejected)) << p.rejected;
+    malformed += p.rejected == e.prompt;
+    const auto again = llm::cli::make_preference_pair(e, 9, i);
+    EXPECT_EQ(again.rejected, p.rejected) << "deterministic";
+  }
+  EXPECT_GT(malformed, 25);
+  EXPECT_LT(malformed, 80);  // about one in four
+}

@@ -32,9 +32,9 @@ namespace llm::cli {
 enum class Split { kTrain, kTest };
 
 struct TaskExample {
-  std::string task;                  // add, sub, capital
-  std::string prompt;                // the user's message
-  std::string answer;                // the canonical answer
+  std::string task;                   // add, sub, capital
+  std::string prompt;                 // the user's message
+  std::string answer;                 // the canonical answer
   std::vector<std::string> accepted;  // every answer that counts as correct, normalised
 };
 
