@@ -80,7 +80,7 @@ struct AttentionImpl : torch::nn::Module {
     // 7. scaled_dot_product_attention with dropout while training (is_training()); keep the weights
     //    in last_weights if store_weights.
     // 8. Merge heads: (B, H, T, D) -> (B, T, H * D), then o_proj.
-    LLM_TODO("lesson03: Attention::forward(): project, RoPE, cache, repeat kv heads, causal softmax, merge, o_proj");
+    LLM_TODO("lesson03: Attention::forward(): project, RoPE, cache, grouped-query causal softmax, merge, o_proj");
   }
 
   int64_t num_heads, num_kv_heads, head_dim;

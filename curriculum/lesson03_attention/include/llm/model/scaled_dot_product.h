@@ -55,7 +55,7 @@ inline torch::Tensor document_causal_mask(const torch::Tensor& position_ids) {
 
 struct AttentionOutput {
   torch::Tensor out;      // (B, H, Tq, Dv), q's dtype
-  torch::Tensor weights;  // (B, H, Tq, Tk) float32, only when return_weights
+  torch::Tensor weights;  // (B, H, Tq, Tk) float32 (bf16 under autocast), only when return_weights
 };
 
 // The causal mask as an additive bias: 0 where query i may attend key j (j <= i + Tk - Tq), -inf

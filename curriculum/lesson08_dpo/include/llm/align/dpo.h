@@ -79,10 +79,10 @@ inline SequenceLogprobs sequence_logprobs(const torch::Tensor& logits, const tor
 }
 
 struct DpoOptions {
-  double beta = 0.1;               // TRL's default: how far from pi_ref the policy may move
+  double beta = 0.1;                  // TRL's default: how far from pi_ref the policy may move
   std::string loss_type = "sigmoid";  // sigmoid, robust, hinge, ipo
-  double label_smoothing = 0.0;    // eps of cDPO (sigmoid) and robust DPO, in [0, 0.5)
-  bool reference_free = false;     // pi_ref uniform: the reference log-ratios are 0
+  double label_smoothing = 0.0;       // eps of cDPO (sigmoid) and robust DPO, in [0, 0.5)
+  bool reference_free = false;        // pi_ref uniform: the reference log-ratios are 0
 
   void validate() const {
     static const std::set<std::string> kTypes = {"sigmoid", "robust", "hinge", "ipo"};

@@ -65,10 +65,10 @@ inline torch::Tensor completion_mask_until_end(const torch::Tensor& completions,
 }
 
 struct GrpoOptions {
-  double epsilon_low = 0.2;   // TRL's epsilon
-  double epsilon_high = 0.2;  // TRL's epsilon_high (DAPO suggests 0.28)
-  double beta = 0.0;          // KL weight; TRL's default 0 needs no reference model
-  std::string loss_type = "dapo";  // grpo, bnpo, dr_grpo, dapo
+  double epsilon_low = 0.2;           // TRL's epsilon
+  double epsilon_high = 0.2;          // TRL's epsilon_high (DAPO suggests 0.28)
+  double beta = 0.0;                  // KL weight; TRL's default 0 needs no reference model
+  std::string loss_type = "dapo";     // grpo, bnpo, dr_grpo, dapo
   int64_t max_completion_length = 0;  // dr_grpo's constant (0: the mask's width T)
 
   void validate() const {
@@ -125,8 +125,8 @@ inline torch::Tensor aggregate_grpo_loss(const torch::Tensor& token_loss, const 
 //   completion_mask (N, S)  true on completion tokens up to and including the end token
 struct Rollout {
   torch::Tensor input_ids, attention_mask, completion_mask;
-  torch::Tensor old_logp;  // (N, S) log-probs of the policy that sampled (zeros outside the completion)
-  torch::Tensor ref_logp;  // (N, S) the reference's, or undefined
+  torch::Tensor old_logp;    // (N, S) log-probs of the policy that sampled (zeros outside the completion)
+  torch::Tensor ref_logp;    // (N, S) the reference's, or undefined
   torch::Tensor advantages;  // (N,)
 };
 

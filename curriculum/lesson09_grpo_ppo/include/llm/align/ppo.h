@@ -149,7 +149,7 @@ inline PpoLosses ppo_losses(const torch::Tensor& logp, const torch::Tensor& valu
 // token (whitened) and the returns.
 struct PpoRollout {
   torch::Tensor input_ids, attention_mask, completion_mask;  // (N, S)
-  torch::Tensor old_logp, old_values, advantages, returns;  // (N, S)
+  torch::Tensor old_logp, old_values, advantages, returns;   // (N, S)
 };
 
 // The lesson 10 trainer's loss_sum for PPO: count 1 per micro-batch (the step's loss is the mean of

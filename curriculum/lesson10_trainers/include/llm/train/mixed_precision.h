@@ -17,9 +17,10 @@
 //
 // The last line is the trap. CUDA autocast forces softmax and norms to fp32; CPU autocast does not,
 // so a bf16 matmul output fed to a softmax is softmaxed in bf16. The lessons therefore upcast where
-// precision matters, explicitly: RMSNorm computes its statistics in fp32 (lesson 02), attention
-// casts its scores to fp32 before the softmax (lesson 03), the logits are returned in fp32 (lesson
-// 05) and the loss works in fp32 (lesson 07). The residual stream stays fp32 too: bf16 + fp32
+// precision matters, explicitly: RMSNorm computes its statistics in fp32 (lesson 02), the
+// logits are returned in fp32 (lesson 05) and the loss works in fp32 (lesson 07). Attention (lesson
+// 03) keeps its bf16 scores under autocast - that matmul is the speed autocast is for - and relies
+// on LibTorch's CPU softmax accumulating bf16 in fp32. The residual stream stays fp32 too: bf16 + fp32
 // promotes to fp32. Gradients land in fp32, on the fp32 weights.
 //
 // The guard is what Python's `with torch.autocast("cpu", dtype=torch.bfloat16):` does on entry and

@@ -80,7 +80,7 @@ struct AttentionImpl : torch::nn::Module {
     // 7. scaled_dot_product_attention with dropout while training (is_training()); keep the weights
     //    in last_weights if store_weights.
     // 8. Merge heads: (B, H, T, D) -> (B, T, H * D), then o_proj.
-    // BEGIN SOLUTION: Attention::forward(): project, RoPE, cache, repeat kv heads, causal softmax, merge, o_proj
+    // BEGIN SOLUTION: Attention::forward(): project, RoPE, cache, grouped-query causal softmax, merge, o_proj
     TORCH_CHECK(x.dim() == 3 && x.size(2) == num_heads * head_dim, "Attention: expected x of shape (B, T, ",
                 num_heads * head_dim, "), got ", x.sizes());
     const int64_t B = x.size(0), T = x.size(1);

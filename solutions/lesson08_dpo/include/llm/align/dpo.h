@@ -57,10 +57,9 @@ inline torch::Tensor token_logprobs(const torch::Tensor& logits, const torch::Te
   // 1. Check logits is (B, T, V), targets (B, T) with the same B and T (name both shapes).
   // 2. log_softmax(logits.float(), -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1).
   // BEGIN SOLUTION: token_logprobs(): log_softmax in float32, gathered at the targets
-  TORCH_CHECK(logits.dim() == 3 && targets.dim() == 2 && logits.size(0) == targets.size(0) &&
-                  logits.size(1) == targets.size(1),
-              "token_logprobs: logits must be (B, T, V) and targets (B, T), got ", logits.sizes(), " and ",
-              targets.sizes());
+  TORCH_CHECK(
+      logits.dim() == 3 && targets.dim() == 2 && logits.size(0) == targets.size(0) && logits.size(1) == targets.size(1),
+      "token_logprobs: logits must be (B, T, V) and targets (B, T), got ", logits.sizes(), " and ", targets.sizes());
   return torch::log_softmax(logits.to(torch::kFloat32), -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1);
   // END SOLUTION
 }
@@ -84,8 +83,8 @@ inline SequenceLogprobs sequence_logprobs(const torch::Tensor& logits, const tor
   // BEGIN SOLUTION: sequence_logprobs(): shifted token log-probs summed over the completion mask
   TORCH_CHECK(logits.dim() == 3 && input_ids.sizes() == completion_mask.sizes() && input_ids.dim() == 2 &&
                   logits.size(0) == input_ids.size(0) && logits.size(1) == input_ids.size(1),
-              "sequence_logprobs: logits must be (N, T, V) and input_ids, completion_mask (N, T), got ",
-              logits.sizes(), ", ", input_ids.sizes(), ", ", completion_mask.sizes());
+              "sequence_logprobs: logits must be (N, T, V) and input_ids, completion_mask (N, T), got ", logits.sizes(),
+              ", ", input_ids.sizes(), ", ", completion_mask.sizes());
   const int64_t T = input_ids.size(1);
   auto per_token = token_logprobs(logits.narrow(1, 0, T - 1), input_ids.narrow(1, 1, T - 1));  // (N, T-1)
   auto mask = completion_mask.narrow(1, 1, T - 1).to(torch::kFloat32);
@@ -95,10 +94,10 @@ inline SequenceLogprobs sequence_logprobs(const torch::Tensor& logits, const tor
 }
 
 struct DpoOptions {
-  double beta = 0.1;               // TRL's default: how far from pi_ref the policy may move
+  double beta = 0.1;                  // TRL's default: how far from pi_ref the policy may move
   std::string loss_type = "sigmoid";  // sigmoid, robust, hinge, ipo
-  double label_smoothing = 0.0;    // eps of cDPO (sigmoid) and robust DPO, in [0, 0.5)
-  bool reference_free = false;     // pi_ref uniform: the reference log-ratios are 0
+  double label_smoothing = 0.0;       // eps of cDPO (sigmoid) and robust DPO, in [0, 0.5)
+  bool reference_free = false;        // pi_ref uniform: the reference log-ratios are 0
 
   void validate() const {
     static const std::set<std::string> kTypes = {"sigmoid", "robust", "hinge", "ipo"};

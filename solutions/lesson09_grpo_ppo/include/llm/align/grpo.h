@@ -56,15 +56,15 @@ inline torch::Tensor group_advantages(const torch::Tensor& rewards, int64_t grou
   // BEGIN SOLUTION: group_advantages(): reward minus its group's mean, over the group's (or batch's) std + 1e-4
   TORCH_CHECK(rewards.dim() == 1, "group_advantages: rewards must be (N,), got ", rewards.sizes());
   const int64_t N = rewards.size(0), G = group_size;
-  TORCH_CHECK(G >= 2 && N % G == 0, "group_advantages: group size ", G, " must be >= 2 and divide the ", N,
-              " rewards");
+  TORCH_CHECK(G >= 2 && N % G == 0, "group_advantages: group size ", G, " must be >= 2 and divide the ", N, " rewards");
   if (scale != "group" && scale != "batch" && scale != "none") {
     throw std::invalid_argument("group_advantages: scale '" + scale + "' is not one of: batch, group, none");
   }
   auto r = rewards.to(torch::kFloat32);
   auto grouped = r.view({N / G, G});
   auto centred = (grouped - grouped.mean(1, true)).view({N});
-  if (scale == "group") return centred / (grouped.std(1, /*unbiased=*/true, /*keepdim=*/false).repeat_interleave(G) + 1e-4);
+  if (scale == "group")
+    return centred / (grouped.std(1, /*unbiased=*/true, /*keepdim=*/false).repeat_interleave(G) + 1e-4);
   if (scale == "batch") return centred / (r.std() + 1e-4);
   return centred;
   // END SOLUTION
@@ -84,10 +84,10 @@ inline torch::Tensor completion_mask_until_end(const torch::Tensor& completions,
 }
 
 struct GrpoOptions {
-  double epsilon_low = 0.2;   // TRL's epsilon
-  double epsilon_high = 0.2;  // TRL's epsilon_high (DAPO suggests 0.28)
-  double beta = 0.0;          // KL weight; TRL's default 0 needs no reference model
-  std::string loss_type = "dapo";  // grpo, bnpo, dr_grpo, dapo
+  double epsilon_low = 0.2;           // TRL's epsilon
+  double epsilon_high = 0.2;          // TRL's epsilon_high (DAPO suggests 0.28)
+  double beta = 0.0;                  // KL weight; TRL's default 0 needs no reference model
+  std::string loss_type = "dapo";     // grpo, bnpo, dr_grpo, dapo
   int64_t max_completion_length = 0;  // dr_grpo's constant (0: the mask's width T)
 
   void validate() const {
@@ -128,8 +128,8 @@ inline GrpoTokenLoss grpo_token_loss(const torch::Tensor& logp, const torch::Ten
                   advantages.dim() == 1 && advantages.size(0) == logp.size(0),
               "grpo_token_loss: logp, old_logp and mask must be (N, T) and advantages (N,), got ", logp.sizes(), ", ",
               old_logp.sizes(), ", ", mask.sizes(), ", ", advantages.sizes());
-  TORCH_CHECK(options.beta == 0 || (ref_logp.defined() && ref_logp.sizes() == logp.sizes()),
-              "grpo_token_loss: beta ", options.beta, " needs the reference log-probs, (N, T)");
+  TORCH_CHECK(options.beta == 0 || (ref_logp.defined() && ref_logp.sizes() == logp.sizes()), "grpo_token_loss: beta ",
+              options.beta, " needs the reference log-probs, (N, T)");
   const auto ratio = torch::exp(logp - old_logp);
   const auto clipped_ratio = ratio.clamp(1 - options.epsilon_low, 1 + options.epsilon_high);
   const auto A = advantages.to(torch::kFloat32).unsqueeze(1);
@@ -181,8 +181,8 @@ inline torch::Tensor aggregate_grpo_loss(const torch::Tensor& token_loss, const 
 //   completion_mask (N, S)  true on completion tokens up to and including the end token
 struct Rollout {
   torch::Tensor input_ids, attention_mask, completion_mask;
-  torch::Tensor old_logp;  // (N, S) log-probs of the policy that sampled (zeros outside the completion)
-  torch::Tensor ref_logp;  // (N, S) the reference's, or undefined
+  torch::Tensor old_logp;    // (N, S) log-probs of the policy that sampled (zeros outside the completion)
+  torch::Tensor ref_logp;    // (N, S) the reference's, or undefined
   torch::Tensor advantages;  // (N,)
 };
 
