@@ -64,7 +64,7 @@ struct GrpoSection {
 int run(const StageOptions& o) {
   // ---- config ----
   TrainConfig train;
-  train.max_steps = 60;
+  train.max_steps = 80;
   train.learning_rate = 5e-5;
   train.min_lr = 5e-5;
   train.warmup_steps = 0;
@@ -73,7 +73,7 @@ int run(const StageOptions& o) {
   train.dtype = "bfloat16";
   train.log_interval = 5;
   train.eval_interval = 100000;
-  train.checkpoint_interval = 30;
+  train.checkpoint_interval = 40;
   train.keep_checkpoints = 2;
   TaskConfig tasks;
   GrpoSection grpo;
