@@ -479,8 +479,9 @@ TEST_F(AttentionAdvanced, RejectsWidthsThatDoNotSplitIntoHeads) {
       [&] {
         attn(torch::randn({2, 6, C + 1}));
       },
-      {"32", "[2, 6, 33]"}))
-      << "x must be (B, T, H * D)";
+      {"Attention", "32", "[2, 6, 33]"}))
+      << "x must be (B, T, H * D), checked by Attention itself: a projection's own shape error would not say "
+         "what the attention layer expects";
 }
 
 TEST_F(AttentionAdvanced, ChangingOneDocumentOfAPackedRowLeavesTheOthersUnchanged) {
