@@ -30,7 +30,7 @@ namespace llm::cli {
 // sampled for it.
 struct TaskConfig {
   std::string names = "add,sub,capital";
-  int64_t test_size = 300;      // held-out problems, spread evenly over the tasks
+  int64_t test_size = 600;      // held-out problems, spread evenly over the tasks
   int64_t max_new_tokens = 12;  // an answer is a few tokens; longer means it did not stop
   int64_t max_length = 64;      // prompt + answer tokens, longer examples truncated (lesson 06)
   int64_t seed = 1234;          // the task generators' seed (the test set's too)

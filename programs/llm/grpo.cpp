@@ -19,7 +19,7 @@ namespace llm::cli {
 namespace {
 
 struct GrpoSection {
-  int64_t group_size = 8;        // G answers per prompt (TRL's num_generations)
+  int64_t group_size = 16;       // G answers per prompt (TRL's num_generations is 8; 16 measured better here)
   int64_t prompts_per_step = 8;  // P
   double temperature = 1.0;      // sampling temperature (TRL's default)
   double epsilon_low = 0.2;
@@ -64,16 +64,18 @@ struct GrpoSection {
 int run(const StageOptions& o) {
   // ---- config ----
   TrainConfig train;
-  train.max_steps = 80;
-  train.learning_rate = 5e-5;
-  train.min_lr = 5e-5;
+  // Measured from the main job's DPO model (held-out accuracy 0.453): G 8, lr 5e-5, 80 steps drifted
+  // to 0.397; G 16, lr 3e-5, 120 steps reached 0.477. Larger steps let the tiny model drift.
+  train.max_steps = 120;
+  train.learning_rate = 3e-5;
+  train.min_lr = 3e-5;
   train.warmup_steps = 0;
   train.schedule = "constant";
   train.weight_decay = 0.0;
   train.dtype = "bfloat16";
   train.log_interval = 5;
   train.eval_interval = 100000;
-  train.checkpoint_interval = 40;
+  train.checkpoint_interval = 60;
   train.keep_checkpoints = 2;
   TaskConfig tasks;
   GrpoSection grpo;
