@@ -141,6 +141,21 @@ RolloutRows rollout_rows(const Sampled& s, int64_t pad_id, int64_t end_id) {
   return {ids, attention, completion};
 }
 
+CausalLM load_frozen_reference(const std::string& dir) {
+  CausalLM reference = load_hf_folder(dir).model;
+  reference->eval();
+  for (auto& p : reference->parameters()) p.requires_grad_(false);
+  return reference;
+}
+
+LoopOptions stage_loop_options(const TrainConfig& train) {
+  LoopOptions loop;
+  loop.max_steps = train.max_steps;
+  loop.eval_interval = train.eval_interval;
+  loop.checkpoint_interval = train.checkpoint_interval;
+  return loop;
+}
+
 Optimization make_optimization(torch::nn::Module& model, const TrainConfig& train) {
   Optimization o;
   auto groups = decay_param_groups(model.named_parameters(), train.learning_rate, train.weight_decay);

@@ -106,6 +106,12 @@ struct RolloutRows {
 };
 RolloutRows rollout_rows(const Sampled& s, int64_t pad_id, int64_t end_id);
 
+// A model folder loaded as a frozen reference: eval mode, no parameter requires a gradient.
+CausalLM load_frozen_reference(const std::string& dir);
+
+// The trainer's loop options from the train section (max_steps and the two intervals).
+LoopOptions stage_loop_options(const TrainConfig& train);
+
 // AdamW over the model's parameters with decay groups, the trainer, from the train section.
 struct Optimization {
   std::unique_ptr<AdamW> optimizer;

@@ -89,9 +89,7 @@ int run(const StageOptions& o) {
   const DpoOptions options = dpo.options();
 
   // The reference: the starting model, frozen (its log-probs computed once per batch).
-  CausalLM reference = load_hf_folder(o.model_dir).model;
-  reference->eval();
-  for (auto& p : reference->parameters()) p.requires_grad_(false);
+  CausalLM reference = load_frozen_reference(o.model_dir);
 
   // ---- before ----
   model->eval();
@@ -134,11 +132,7 @@ int run(const StageOptions& o) {
     save_stage_checkpoint(stage, *model, *opt.optimizer, done, elapsed_before + progress.elapsed(), extra,
                           train.keep_checkpoints);
   };
-  LoopOptions loop;
-  loop.max_steps = train.max_steps;
-  loop.eval_interval = train.eval_interval;
-  loop.checkpoint_interval = train.checkpoint_interval;
-  train_loop<DpoBatch>(*opt.trainer, loop, next, count, loss_sum, hooks);
+  train_loop<DpoBatch>(*opt.trainer, stage_loop_options(train), next, count, loss_sum, hooks);
   progress.finish();
 
   // ---- after ----

@@ -89,9 +89,7 @@ int run(const StageOptions& o) {
   const GrpoOptions options = grpo.options(tasks.max_new_tokens);
   CausalLM reference{nullptr};
   if (options.beta > 0) {
-    reference = load_hf_folder(o.model_dir).model;
-    reference->eval();
-    for (auto& p : reference->parameters()) p.requires_grad_(false);
+    reference = load_frozen_reference(o.model_dir);
   }
 
   // ---- before ----
@@ -172,11 +170,7 @@ int run(const StageOptions& o) {
     save_stage_checkpoint(stage, *model, *opt.optimizer, done, elapsed_before + progress.elapsed(), extra,
                           train.keep_checkpoints);
   };
-  LoopOptions loop;
-  loop.max_steps = train.max_steps;
-  loop.eval_interval = train.eval_interval;
-  loop.checkpoint_interval = train.checkpoint_interval;
-  train_loop<Rollout>(*opt.trainer, loop, next, count, loss_sum, hooks);
+  train_loop<Rollout>(*opt.trainer, stage_loop_options(train), next, count, loss_sum, hooks);
   progress.finish();
 
   // ---- after ----

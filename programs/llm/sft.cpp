@@ -94,11 +94,7 @@ int run(const StageOptions& o) {
     save_stage_checkpoint(stage, *model, *opt.optimizer, done, elapsed_before + progress.elapsed(), extra,
                           train.keep_checkpoints);
   };
-  LoopOptions loop;
-  loop.max_steps = train.max_steps;
-  loop.eval_interval = train.eval_interval;
-  loop.checkpoint_interval = train.checkpoint_interval;
-  train_loop<SftBatch>(*opt.trainer, loop, next, count, loss_sum, hooks);
+  train_loop<SftBatch>(*opt.trainer, stage_loop_options(train), next, count, loss_sum, hooks);
   progress.finish();
 
   // ---- after ----
