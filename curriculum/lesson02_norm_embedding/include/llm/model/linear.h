@@ -12,14 +12,27 @@
 // The parameter is called `weight` and initialised as nn::Linear's (Kaiming-uniform with a = sqrt(5),
 // i.e. U(-1/sqrt(in), 1/sqrt(in))), so a model holding it as `q_proj` has Hugging Face's key
 // `q_proj.weight`, and a model that overwrites the initialisation (lesson 05) sees no difference.
+//
+// Lesson 11 changes what some layers compute without taking them out of the model: LoRA adds a
+// low-rank branch, QLoRA stores the weight in 4 bits. Both attach a LinearAdapter here; while one
+// is attached, forward() is the adapter's, given the layer itself (its weight and sizes).
 #pragma once
 
 #include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 
 #include <cmath>
+#include <memory>
 
 namespace llm {
+
+struct LinearImpl;
+
+// What lesson 11 attaches to a Linear: y = adapter.forward(x, layer) instead of x W^T.
+struct LinearAdapter {
+  virtual ~LinearAdapter() = default;
+  virtual torch::Tensor forward(const torch::Tensor& x, LinearImpl& layer) = 0;
+};
 
 // x (S..., in) times weight (out, in) transposed -> (S..., out): mv for a single row, else linear().
 inline torch::Tensor linear_no_bias(const torch::Tensor& x, const torch::Tensor& weight) {
@@ -43,10 +56,13 @@ struct LinearImpl : torch::nn::Module {
   }
 
   // x: (S..., in) -> (S..., out)
-  torch::Tensor forward(const torch::Tensor& x) { return linear_no_bias(x, weight); }
+  torch::Tensor forward(const torch::Tensor& x) {
+    return adapter ? adapter->forward(x, *this) : linear_no_bias(x, weight);
+  }
 
   int64_t in_features, out_features;
-  torch::Tensor weight;  // (out, in)
+  torch::Tensor weight;                    // (out, in)
+  std::shared_ptr<LinearAdapter> adapter;  // lesson 11 (LoRA, 4-bit weights); nullptr: x W^T
 };
 TORCH_MODULE(Linear);
 

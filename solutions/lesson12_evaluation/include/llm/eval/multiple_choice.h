@@ -1,0 +1,190 @@
+// Lesson 12 - multiple choice by log-likelihood, as lm-evaluation-harness scores it.
+//
+// Shapes: N requests, each context + continuation tokens; B a batch of them, T its longest.
+//
+// A question with choices is asked the way a base model can answer without instructions: for each
+// choice, how likely is "context + ' ' + choice" as a continuation? The model never generates:
+//
+//     ll(choice) = sum over the choice's tokens t of log p(t | everything before it)
+//     acc        = [argmax_i ll_i == gold]
+//     acc_norm   = [argmax_i ll_i / len(choice_i) == gold]     len in characters
+//
+// Longer choices have more tokens to be unlikely, so raw ll favours short answers; acc_norm divides
+// that out. Which length? lm-evaluation-harness' code divides by the number of *characters* of the
+// choice string (Python's len); its paper (Biderman et al. 2024) says bytes, and since 2025 the code
+// reports that separately as acc_bytes (lm-eval issue #3278). We follow the code: acc_norm by
+// characters (Unicode code points), and also report acc_bytes. For ASCII they are the same.
+//
+// Tokenisation matters as much as the model (lm_eval/api/model.py, _encode_pair): spaces at the
+// end of the context move to the start of the continuation, the pair is encoded *jointly*, and the
+// continuation is whatever follows the context's own tokens. " Paris" is then one token, as the model
+// saw it in training, instead of " " + "Paris". Ties go to the first choice (np.argmax).
+// Reference: lm_eval/api/task.py (construct_requests, process_results for multiple_choice),
+// lm_eval/models/huggingface.py (_loglikelihood_tokens).
+#pragma once
+
+#include <llm/common/todo.h>
+#include <llm/model/causal_lm.h>
+#include <llm/tokenizer/bpe_tokenizer.h>
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace llm {
+
+// One log-likelihood request: the context's tokens and the continuation's.
+struct ContinuationRequest {
+  std::vector<TokenId> context;
+  std::vector<TokenId> continuation;
+};
+
+// lm-evaluation-harness' _encode_pair: trailing spaces of the context go to the continuation; the
+// pair is encoded jointly and split after the context's own encoding.
+inline ContinuationRequest encode_pair(const BpeTokenizer& tokenizer, std::string context, std::string continuation) {
+  // 1. n = the number of trailing spaces of context; move them to the front of continuation.
+  // 2. whole = encode(context + continuation); ctx = encode(context).
+  // 3. continuation tokens = whole[len(ctx):]; context tokens = whole[:len(ctx)].
+  // BEGIN SOLUTION: encode_pair(): trailing spaces to the continuation, joint encoding, split after the context
+  const auto keep = context.find_last_not_of(' ');
+  const size_t n = keep == std::string::npos ? context.size() : context.size() - keep - 1;
+  if (n > 0) {
+    continuation = context.substr(context.size() - n) + continuation;
+    context.resize(context.size() - n);
+  }
+  auto whole = tokenizer.encode(context + continuation, /*allow_special=*/false);
+  const auto ctx = tokenizer.encode(context, /*allow_special=*/false);
+  const size_t split = std::min(ctx.size(), whole.size());
+  return {std::vector<TokenId>(whole.begin(), whole.begin() + split),
+          std::vector<TokenId>(whole.begin() + split, whole.end())};
+  // END SOLUTION
+}
+
+// The summed log-probability of each request's continuation, in batches of `batch_size`.
+// Sequences longer than the model's context keep their last max_position_embeddings + 1 tokens
+// (lm-evaluation-harness truncates from the left); the model sees all but the last token.
+inline std::vector<double> continuation_loglikelihoods(CausalLM& model, const std::vector<ContinuationRequest>& requests,
+                                                       int64_t batch_size = 32) {
+  TORCH_CHECK(batch_size > 0, "continuation_loglikelihoods: batch_size must be positive, got ", batch_size);
+  for (const auto& r : requests)
+    TORCH_CHECK(!r.continuation.empty() && !r.context.empty(),
+                "continuation_loglikelihoods: every request needs a context and a non-empty continuation");
+  torch::NoGradGuard no_grad;
+  const bool was_training = model->is_training();
+  model->eval();
+  const int64_t max_len = model->config.max_position_embeddings;
+  std::vector<double> out;
+  // For each batch:
+  // 1. tokens = (context + continuation), its last max_len + 1 kept; input = tokens[:-1], right-padded
+  //    to the batch's longest (right padding needs no mask: causal rows never look right).
+  // 2. log_softmax(logits in fp32); the continuation's m tokens are predicted at input positions
+  //    len(input) - m .. len(input) - 1; gather log p(token) there and sum.
+  // BEGIN SOLUTION: continuation_loglikelihoods(): one forward per batch, summing the continuation's log-probs
+  for (size_t b0 = 0; b0 < requests.size(); b0 += batch_size) {
+    const size_t b1 = std::min(requests.size(), b0 + static_cast<size_t>(batch_size));
+    std::vector<std::vector<int64_t>> rows;
+    std::vector<int64_t> cont_len;
+    int64_t longest = 0;
+    for (size_t i = b0; i < b1; ++i) {
+      std::vector<int64_t> tokens(requests[i].context.begin(), requests[i].context.end());
+      tokens.insert(tokens.end(), requests[i].continuation.begin(), requests[i].continuation.end());
+      if (static_cast<int64_t>(tokens.size()) > max_len + 1) tokens.erase(tokens.begin(), tokens.end() - (max_len + 1));
+      cont_len.push_back(std::min<int64_t>(requests[i].continuation.size(), tokens.size() - 1));
+      rows.push_back(std::move(tokens));
+      longest = std::max<int64_t>(longest, rows.back().size() - 1);
+    }
+    auto input = torch::zeros({static_cast<int64_t>(rows.size()), longest}, torch::kLong);
+    for (size_t r = 0; r < rows.size(); ++r)
+      for (size_t t = 0; t + 1 < rows[r].size(); ++t) input[r][t] = rows[r][t];
+    auto logp = torch::log_softmax(model->forward(input).to(torch::kFloat32), -1);  // (B, T, V)
+    for (size_t r = 0; r < rows.size(); ++r) {
+      const int64_t n = rows[r].size() - 1, m = cont_len[r];
+      auto targets = torch::tensor(std::vector<int64_t>(rows[r].end() - m, rows[r].end()), torch::kLong);
+      auto rowp = logp[r].slice(0, n - m, n);  // (m, V)
+      out.push_back(rowp.gather(1, targets.unsqueeze(1)).sum().item<double>());
+    }
+  }
+  // END SOLUTION
+  if (was_training) model->train();
+  return out;
+}
+
+// The number of Unicode code points of UTF-8 text (Python's len of the str).
+inline int64_t utf8_length(const std::string& s) {
+  int64_t n = 0;
+  for (unsigned char c : s) n += (c & 0xC0) != 0x80;  // count every byte that starts a character
+  return n;
+}
+
+// The first index of the largest value (np.argmax's tie rule).
+inline int64_t argmax_first(const std::vector<double>& values) {
+  TORCH_CHECK(!values.empty(), "argmax_first: no values");
+  return std::max_element(values.begin(), values.end()) - values.begin();  // max_element keeps the first
+}
+
+struct ChoicePrediction {
+  int64_t acc = 0;        // argmax of ll
+  int64_t acc_norm = 0;   // argmax of ll / characters
+  int64_t acc_bytes = 0;  // argmax of ll / bytes
+};
+
+// Predictions from the choices' log-likelihoods and their strings (without the delimiter).
+inline ChoicePrediction predict_choice(const std::vector<double>& lls, const std::vector<std::string>& choices) {
+  TORCH_CHECK(lls.size() == choices.size() && !lls.empty(), "predict_choice: ", lls.size(), " log-likelihoods for ",
+              choices.size(), " choices");
+  // BEGIN SOLUTION: predict_choice(): argmax of ll, of ll per character, of ll per byte
+  std::vector<double> per_char, per_byte;
+  for (size_t i = 0; i < lls.size(); ++i) {
+    per_char.push_back(lls[i] / static_cast<double>(std::max<int64_t>(1, utf8_length(choices[i]))));
+    per_byte.push_back(lls[i] / static_cast<double>(std::max<size_t>(1, choices[i].size())));
+  }
+  return {argmax_first(lls), argmax_first(per_char), argmax_first(per_byte)};
+  // END SOLUTION
+}
+
+struct MultipleChoiceItem {
+  std::string context;               // "Q: What is the capital of France?\nA:"
+  std::vector<std::string> choices;  // "Paris", "Rome", ...
+  int64_t gold = 0;                  // index of the correct choice
+};
+
+struct MultipleChoiceResult {
+  double acc = 0, acc_norm = 0, acc_bytes = 0;
+  int64_t n = 0;
+  std::vector<int64_t> predictions;  // acc's prediction per item
+};
+
+// Scores every item: one request per choice, "context" + delimiter + choice.
+inline MultipleChoiceResult score_multiple_choice(CausalLM& model, const BpeTokenizer& tokenizer,
+                                                  const std::vector<MultipleChoiceItem>& items,
+                                                  const std::string& delimiter = " ", int64_t batch_size = 32) {
+  std::vector<ContinuationRequest> requests;
+  for (const auto& item : items) {
+    TORCH_CHECK(item.gold >= 0 && item.gold < static_cast<int64_t>(item.choices.size()), "score_multiple_choice: gold ",
+                item.gold, " is not an index into ", item.choices.size(), " choices of \"", item.context, "\"");
+    for (const auto& choice : item.choices) requests.push_back(encode_pair(tokenizer, item.context, delimiter + choice));
+  }
+  // BEGIN SOLUTION: score_multiple_choice(): the log-likelihoods, a prediction per item, the three accuracies
+  auto lls = continuation_loglikelihoods(model, requests, batch_size);
+  MultipleChoiceResult result;
+  size_t at = 0;
+  for (const auto& item : items) {
+    std::vector<double> mine(lls.begin() + at, lls.begin() + at + item.choices.size());
+    at += item.choices.size();
+    auto p = predict_choice(mine, item.choices);
+    result.acc += p.acc == item.gold;
+    result.acc_norm += p.acc_norm == item.gold;
+    result.acc_bytes += p.acc_bytes == item.gold;
+    result.predictions.push_back(p.acc);
+  }
+  result.n = static_cast<int64_t>(items.size());
+  if (result.n > 0) result.acc /= result.n, result.acc_norm /= result.n, result.acc_bytes /= result.n;
+  return result;
+  // END SOLUTION
+}
+
+}  // namespace llm
