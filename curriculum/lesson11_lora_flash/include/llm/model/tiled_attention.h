@@ -54,7 +54,7 @@ struct TiledAttentionOptions {
   torch::Tensor key_padding_mask;  // (B, Tk) bool, true for real keys; or undefined
   int64_t block_q = 128;           // FlashAttention-2's Triton kernel: BLOCK_M = BLOCK_N = 128
   int64_t block_k = 128;
-  double scale = 0;                // 0: 1 / sqrt(D)
+  double scale = 0;  // 0: 1 / sqrt(D)
 };
 
 struct TiledForward {
@@ -69,7 +69,7 @@ namespace tiled_detail {
 inline torch::Tensor tile_mask(int64_t q0, int64_t q1, int64_t k0, int64_t k1, int64_t T, int64_t Tk,
                                const TiledAttentionOptions& o) {
   torch::Tensor mask;
-  const int64_t shift = Tk - T;  // bottom-right alignment
+  const int64_t shift = Tk - T;           // bottom-right alignment
   if (o.causal && k1 - 1 > q0 + shift) {  // some key of the tile lies after some query's diagonal
     auto i = torch::arange(q0, q1, torch::kLong).unsqueeze(1);
     auto j = torch::arange(k0, k1, torch::kLong).unsqueeze(0);
@@ -88,14 +88,18 @@ inline int64_t key_limit(int64_t q1, int64_t T, int64_t Tk, const TiledAttention
   return o.causal ? std::clamp<int64_t>(q1 + Tk - T, 0, Tk) : Tk;
 }
 
-inline void check(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const TiledAttentionOptions& o) {
-  TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, "tiled_attention: expected q (B, H, T, D), k and v (B, Hkv, Tk, D), got ",
-              q.sizes(), ", ", k.sizes(), ", ", v.sizes());
+inline void check(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                  const TiledAttentionOptions& o) {
+  TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4,
+              "tiled_attention: expected q (B, H, T, D), k and v (B, Hkv, Tk, D), got ", q.sizes(), ", ", k.sizes(),
+              ", ", v.sizes());
   TORCH_CHECK(k.sizes() == v.sizes() && q.size(0) == k.size(0) && q.size(3) == k.size(3),
-              "tiled_attention: q, k and v disagree on B or D, or k and v differ: ", q.sizes(), ", ", k.sizes(), ", ", v.sizes());
+              "tiled_attention: q, k and v disagree on B or D, or k and v differ: ", q.sizes(), ", ", k.sizes(), ", ",
+              v.sizes());
   TORCH_CHECK(k.size(1) > 0 && q.size(1) % k.size(1) == 0, "tiled_attention: Hkv = ", k.size(1),
               " must divide H = ", q.size(1));
-  TORCH_CHECK(o.block_q > 0 && o.block_k > 0, "tiled_attention: block sizes must be positive, got ", o.block_q, " and ", o.block_k);
+  TORCH_CHECK(o.block_q > 0 && o.block_k > 0, "tiled_attention: block sizes must be positive, got ", o.block_q, " and ",
+              o.block_k);
   if (o.key_padding_mask.defined())
     TORCH_CHECK(o.key_padding_mask.dim() == 2 && o.key_padding_mask.size(0) == q.size(0) &&
                     o.key_padding_mask.size(1) == k.size(2),
@@ -110,11 +114,12 @@ inline TiledForward tiled_attention_forward(const torch::Tensor& q, const torch:
                                             const TiledAttentionOptions& options = {}) {
   tiled_detail::check(q, k, v, options);
   torch::NoGradGuard no_grad;
-  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3), Hkv = k.size(1), Tk = k.size(2), G = H / Hkv;
+  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3), Hkv = k.size(1), Tk = k.size(2),
+                G = H / Hkv;
   const double scale = options.scale > 0 ? options.scale : 1.0 / std::sqrt(static_cast<double>(D));
   const float inf = std::numeric_limits<float>::infinity();
-  auto q5 = q.to(torch::kFloat32).reshape({B, Hkv, G, T, D});   // query head h = kv head h / G, member h % G
-  auto k5 = k.to(torch::kFloat32).unsqueeze(2);                  // (B, Hkv, 1, Tk, D)
+  auto q5 = q.to(torch::kFloat32).reshape({B, Hkv, G, T, D});  // query head h = kv head h / G, member h % G
+  auto k5 = k.to(torch::kFloat32).unsqueeze(2);                // (B, Hkv, 1, Tk, D)
   auto v5 = v.to(torch::kFloat32).unsqueeze(2);
   auto out = torch::zeros({B, Hkv, G, T, D}, torch::kFloat32);
   auto lse = torch::full({B, Hkv, G, T, 1}, -inf, torch::kFloat32);
@@ -139,7 +144,8 @@ inline TiledGradients tiled_attention_backward(const torch::Tensor& q, const tor
                                                const TiledAttentionOptions& options = {}) {
   tiled_detail::check(q, k, v, options);
   torch::NoGradGuard no_grad;
-  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3), Hkv = k.size(1), Tk = k.size(2), G = H / Hkv;
+  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3), Hkv = k.size(1), Tk = k.size(2),
+                G = H / Hkv;
   const double scale = options.scale > 0 ? options.scale : 1.0 / std::sqrt(static_cast<double>(D));
   auto q5 = q.to(torch::kFloat32).reshape({B, Hkv, G, T, D});
   auto k5 = k.to(torch::kFloat32).unsqueeze(2);
@@ -181,8 +187,14 @@ struct TiledAttentionFunction : torch::autograd::Function<TiledAttentionFunction
     TiledAttentionOptions o{ctx->saved_data["causal"].toBool(), s[5], ctx->saved_data["block_q"].toInt(),
                             ctx->saved_data["block_k"].toInt(), ctx->saved_data["scale"].toDouble()};
     auto g = tiled_attention_backward(s[0], s[1], s[2], {s[3], s[4]}, grad[0], o);
-    return {g.dq.to(s[0].scalar_type()), g.dk.to(s[1].scalar_type()), g.dv.to(s[2].scalar_type()),
-            torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+    return {g.dq.to(s[0].scalar_type()),
+            g.dk.to(s[1].scalar_type()),
+            g.dv.to(s[2].scalar_type()),
+            torch::Tensor(),
+            torch::Tensor(),
+            torch::Tensor(),
+            torch::Tensor(),
+            torch::Tensor()};
   }
 };
 

@@ -55,7 +55,8 @@ inline ContinuationRequest encode_pair(const BpeTokenizer& tokenizer, std::strin
 // The summed log-probability of each request's continuation, in batches of `batch_size`.
 // Sequences longer than the model's context keep their last max_position_embeddings + 1 tokens
 // (lm-evaluation-harness truncates from the left); the model sees all but the last token.
-inline std::vector<double> continuation_loglikelihoods(CausalLM& model, const std::vector<ContinuationRequest>& requests,
+inline std::vector<double> continuation_loglikelihoods(CausalLM& model,
+                                                       const std::vector<ContinuationRequest>& requests,
                                                        int64_t batch_size = 32) {
   TORCH_CHECK(batch_size > 0, "continuation_loglikelihoods: batch_size must be positive, got ", batch_size);
   for (const auto& r : requests)
@@ -122,7 +123,8 @@ inline MultipleChoiceResult score_multiple_choice(CausalLM& model, const BpeToke
   for (const auto& item : items) {
     TORCH_CHECK(item.gold >= 0 && item.gold < static_cast<int64_t>(item.choices.size()), "score_multiple_choice: gold ",
                 item.gold, " is not an index into ", item.choices.size(), " choices of \"", item.context, "\"");
-    for (const auto& choice : item.choices) requests.push_back(encode_pair(tokenizer, item.context, delimiter + choice));
+    for (const auto& choice : item.choices)
+      requests.push_back(encode_pair(tokenizer, item.context, delimiter + choice));
   }
   LLM_TODO("lesson12: score_multiple_choice(): the log-likelihoods, a prediction per item, the three accuracies");
 }

@@ -34,8 +34,8 @@
 #include <llm/model/linear.h>
 #include <llm/peft/nf4.h>
 
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
 #include <cmath>
 #include <filesystem>
@@ -101,7 +101,9 @@ struct LoraAdapter : LinearAdapter {
 };
 
 // The LoRA adapter of a layer, or nullptr.
-inline LoraAdapter* lora_of(LinearImpl& layer) { return dynamic_cast<LoraAdapter*>(layer.adapter.get()); }
+inline LoraAdapter* lora_of(LinearImpl& layer) {
+  return dynamic_cast<LoraAdapter*>(layer.adapter.get());
+}
 
 // Attaches a fresh LoRA branch to `layer` (which may already hold a 4-bit weight) and returns it.
 inline LoraAdapter& add_lora(LinearImpl& layer, const LoraConfig& config) {
@@ -185,8 +187,9 @@ inline std::vector<std::string> apply_lora(torch::nn::Module& model, const LoraC
   auto layers = find_linears(model, config.target_modules);
   for (const auto& target : config.target_modules) {
     bool matched = false;
-    for (const auto& [name, layer] : layers) matched = matched || name.size() >= target.size() &&
-                                                                     name.compare(name.size() - target.size(), target.size(), target) == 0;
+    for (const auto& [name, layer] : layers)
+      matched = matched ||
+                name.size() >= target.size() && name.compare(name.size() - target.size(), target.size(), target) == 0;
     TORCH_CHECK(matched, "apply_lora: no Linear layer is called '", target,
                 "'; the model's projections are q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj");
   }
@@ -215,12 +218,18 @@ inline TensorMap lora_state_dict(torch::nn::Module& model) {
 
 // PEFT's adapter_config.json for this configuration.
 inline nlohmann::json lora_config_json(const LoraConfig& config, const std::string& base_model) {
-  return {{"peft_type", "LORA"},         {"task_type", "CAUSAL_LM"},
-          {"r", config.r},               {"lora_alpha", config.alpha},
-          {"lora_dropout", config.dropout}, {"target_modules", config.target_modules},
-          {"use_rslora", config.use_rslora}, {"bias", "none"},
-          {"fan_in_fan_out", false},     {"init_lora_weights", true},
-          {"inference_mode", true},      {"modules_to_save", nullptr},
+  return {{"peft_type", "LORA"},
+          {"task_type", "CAUSAL_LM"},
+          {"r", config.r},
+          {"lora_alpha", config.alpha},
+          {"lora_dropout", config.dropout},
+          {"target_modules", config.target_modules},
+          {"use_rslora", config.use_rslora},
+          {"bias", "none"},
+          {"fan_in_fan_out", false},
+          {"init_lora_weights", true},
+          {"inference_mode", true},
+          {"modules_to_save", nullptr},
           {"base_model_name_or_path", base_model}};
 }
 
@@ -232,7 +241,8 @@ inline LoraConfig lora_config_from_json(const nlohmann::json& j, const std::stri
   if (j.value("peft_type", "") != "LORA")
     throw std::runtime_error(where + ": peft_type is \"" + j.value("peft_type", "") + "\"; only \"LORA\" is supported");
   if (j.value("bias", "none") != "none" || j.value("fan_in_fan_out", false))
-    throw std::runtime_error(where + ": only bias \"none\" and fan_in_fan_out false are supported (Llama has no biases)");
+    throw std::runtime_error(where +
+                             ": only bias \"none\" and fan_in_fan_out false are supported (Llama has no biases)");
   LoraConfig c;
   c.r = require("r").get<int64_t>();
   c.alpha = require("lora_alpha").get<double>();
@@ -250,7 +260,8 @@ inline void save_lora_adapter(const std::string& dir, torch::nn::Module& model, 
   namespace fs = std::filesystem;
   auto tensors = lora_state_dict(model);
   TORCH_CHECK(!tensors.empty(), "save_lora_adapter: the model has no LoRA adapters");
-  if (fs::exists(dir)) throw std::runtime_error("save_lora_adapter: " + dir + " already exists; refusing to overwrite it");
+  if (fs::exists(dir))
+    throw std::runtime_error("save_lora_adapter: " + dir + " already exists; refusing to overwrite it");
   const std::string tmp = dir + ".tmp";
   fs::remove_all(tmp);
   fs::create_directories(tmp);

@@ -48,11 +48,22 @@ namespace llm {
 
 // bitsandbytes' NF4 table (get_4bit_type("nf4"), the same in csrc/kernels.cu), index 0b0000 .. 0b1111.
 inline torch::Tensor nf4_code() {
-  static const std::array<float, 16> values = {
-      -1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f,
-      -0.28444138169288635f, -0.18477343022823334f, -0.09105003625154495f, 0.0f,
-      0.07958029955625534f, 0.16093020141124725f, 0.24611230194568634f, 0.33791524171829224f,
-      0.44070982933044434f, 0.5626170039176941f, 0.7229568362236023f, 1.0f};
+  static const std::array<float, 16> values = {-1.0f,
+                                               -0.6961928009986877f,
+                                               -0.5250730514526367f,
+                                               -0.39491748809814453f,
+                                               -0.28444138169288635f,
+                                               -0.18477343022823334f,
+                                               -0.09105003625154495f,
+                                               0.0f,
+                                               0.07958029955625534f,
+                                               0.16093020141124725f,
+                                               0.24611230194568634f,
+                                               0.33791524171829224f,
+                                               0.44070982933044434f,
+                                               0.5626170039176941f,
+                                               0.7229568362236023f,
+                                               1.0f};
   return torch::tensor(std::vector<float>(values.begin(), values.end()), torch::kFloat32);
 }
 
@@ -121,7 +132,8 @@ inline torch::Tensor pack_nibbles(const torch::Tensor& idx) {
   // BEGIN SOLUTION: pack_nibbles(): two 4-bit indices per byte, the even element high
   auto q = idx.reshape(-1).to(torch::kUInt8);
   if (q.numel() % 2) q = torch::cat({q, torch::zeros({1}, q.options())});
-  return torch::bitwise_or(torch::bitwise_left_shift(q.slice(0, 0, c10::nullopt, 2), 4), q.slice(0, 1, c10::nullopt, 2));
+  return torch::bitwise_or(torch::bitwise_left_shift(q.slice(0, 0, c10::nullopt, 2), 4),
+                           q.slice(0, 1, c10::nullopt, 2));
   // END SOLUTION
 }
 
@@ -160,8 +172,8 @@ inline torch::Tensor dequantize_blockwise(const Blockwise8bit& b, const torch::T
 }
 
 struct Nf4Options {
-  int64_t blocksize = 64;       // bitsandbytes' default for quantize_4bit (32 .. 4096 allowed)
-  bool double_quant = true;     // QLoRA's bnb_4bit_use_double_quant (compress_statistics)
+  int64_t blocksize = 64;    // bitsandbytes' default for quantize_4bit (32 .. 4096 allowed)
+  bool double_quant = true;  // QLoRA's bnb_4bit_use_double_quant (compress_statistics)
   int64_t absmax_blocksize = 256;
 };
 
@@ -169,10 +181,10 @@ struct Nf4Options {
 struct Nf4Tensor {
   std::vector<int64_t> shape;
   int64_t blocksize = 64;
-  torch::Tensor packed;    // (ceil(n / 2),) uint8
-  torch::Tensor absmax;    // (nb,) fp32 - without double quantisation
-  Blockwise8bit absmax8;   // with double quantisation: the absmax values minus offset, in 8 bits
-  double offset = 0;       // the mean of the absmax values
+  torch::Tensor packed;   // (ceil(n / 2),) uint8
+  torch::Tensor absmax;   // (nb,) fp32 - without double quantisation
+  Blockwise8bit absmax8;  // with double quantisation: the absmax values minus offset, in 8 bits
+  double offset = 0;      // the mean of the absmax values
   bool double_quant = false;
 
   int64_t numel() const {
@@ -192,8 +204,8 @@ inline Nf4Tensor quantize_nf4(const torch::Tensor& w, const Nf4Options& options 
   // 2. idx = nearest_code(scaled, nf4_code()); packed = pack_nibbles(idx).
   // 3. Double quantisation: offset = mean(absmax); absmax8 = quantize_blockwise(absmax - offset,
   //    dynamic_map(), absmax_blocksize). Otherwise keep absmax in fp32.
-  TORCH_CHECK(options.blocksize >= 2 && options.blocksize % 2 == 0, "quantize_nf4: blocksize must be even and >= 2, got ",
-              options.blocksize);
+  TORCH_CHECK(options.blocksize >= 2 && options.blocksize % 2 == 0,
+              "quantize_nf4: blocksize must be even and >= 2, got ", options.blocksize);
   TORCH_CHECK(w.is_floating_point(), "quantize_nf4: expected a floating-point tensor, got ", w.scalar_type());
   // BEGIN SOLUTION: quantize_nf4(): block absmax, nearest NF4 code, two per byte, absmax in 8 bits
   Nf4Tensor t;

@@ -50,7 +50,8 @@ inline double training_flops_per_token(const ModelConfig& config, int64_t seq_le
   TORCH_CHECK(seq_len > 0, "training_flops_per_token: seq_len must be positive, got ", seq_len);
   // BEGIN SOLUTION: training_flops_per_token(): 6 N plus the attention term 12 L H D T
   return 6.0 * static_cast<double>(matmul_parameters(config)) +
-         12.0 * static_cast<double>(config.num_hidden_layers * config.num_attention_heads * config.head_dim() * seq_len);
+         12.0 *
+             static_cast<double>(config.num_hidden_layers * config.num_attention_heads * config.head_dim() * seq_len);
   // END SOLUTION
 }
 
