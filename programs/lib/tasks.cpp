@@ -220,6 +220,25 @@ PreferenceExample make_preference_pair(const TaskExample& example, uint64_t seed
   return {example.prompt, example.answer, rejected};
 }
 
+std::vector<std::string> wrong_answers(const TaskExample& example, uint64_t seed, int64_t index, int64_t count) {
+  SplitMix64 rng(mix(mix(seed ^ 0xC401CE, task_hash(example.task)), static_cast<uint64_t>(index)));
+  std::vector<std::string> out;
+  for (int attempts = 0; static_cast<int64_t>(out.size()) < count; ++attempts) {
+    if (attempts > 10000)
+      throw std::runtime_error("wrong_answers: cannot find " + std::to_string(count) + " for " + example.prompt);
+    std::string wrong;
+    if (example.task == "capital") {
+      const auto& facts = capital_facts();
+      wrong = facts[rng.below(facts.size())].capital;
+    } else {
+      const int64_t right = std::stoll(example.answer), off = 1 + static_cast<int64_t>(rng.below(10));
+      wrong = std::to_string(rng.below(2) == 0 || right - off < 0 ? right + off : right - off);
+    }
+    if (!is_correct(example, wrong) && std::find(out.begin(), out.end(), wrong) == out.end()) out.push_back(wrong);
+  }
+  return out;
+}
+
 Conversation task_conversation(const TaskExample& example) {
   return {{"user", example.prompt}, {"assistant", example.answer}};
 }

@@ -15,5 +15,6 @@ int sft_main(int argc, char** argv);
 int dpo_main(int argc, char** argv);
 int grpo_main(int argc, char** argv);
 int ppo_main(int argc, char** argv);
+int evaluate_main(int argc, char** argv);
 
 }  // namespace llm::cli

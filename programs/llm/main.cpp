@@ -34,6 +34,8 @@ const Command kCommands[] = {
     {"dpo", llm::cli::dpo_main, "direct preference optimization on the built-in tasks' preference pairs"},
     {"grpo", llm::cli::grpo_main, "group relative policy optimization on the built-in tasks' rewards"},
     {"ppo", llm::cli::ppo_main, "proximal policy optimization with a value head on the built-in tasks' rewards"},
+    {"evaluate", llm::cli::evaluate_main,
+     "evaluate a model folder: bits per byte, multiple choice, task accuracy, pass@k, FLOPs"},
     {"generate", llm::cli::generate_main, "sample text from a model folder, streamed"},
     {"export", llm::cli::export_main, "turn a training checkpoint into a Hugging Face model folder"},
     {"launch", llm::cli::launch_main,

@@ -63,6 +63,10 @@ double task_reward(const TaskExample& example, const std::string& completion, bo
 // (the question repeated back). Deterministic in (seed, index) like the examples.
 PreferenceExample make_preference_pair(const TaskExample& example, uint64_t seed, int64_t index);
 
+// `count` distinct wrong answers of the right form (other capitals; results off by 1 to 10), for
+// the multiple-choice set of `llm evaluate`. Deterministic in (seed, index).
+std::vector<std::string> wrong_answers(const TaskExample& example, uint64_t seed, int64_t index, int64_t count);
+
 // The SFT conversation: the user's prompt, the assistant's answer.
 Conversation task_conversation(const TaskExample& example);
 

@@ -65,7 +65,6 @@ inline std::vector<double> continuation_loglikelihoods(CausalLM& model,
   torch::NoGradGuard no_grad;
   const bool was_training = model->is_training();
   model->eval();
-  const int64_t max_len = model->config.max_position_embeddings;
   std::vector<double> out;
   // For each batch:
   // 1. tokens = (context + continuation), its last max_len + 1 kept; input = tokens[:-1], right-padded

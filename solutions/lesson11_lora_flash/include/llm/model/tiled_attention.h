@@ -215,13 +215,17 @@ inline TiledGradients tiled_attention_backward(const torch::Tensor& q, const tor
 }
 
 // The autograd function: forward saves q, k, v, out and L (no weights), backward recomputes.
+// The mask travels as an optional: an undefined at::Tensor argument to apply() is taken for a
+// variable, and LibTorch 1.13 then fails with "tensor does not have a device".
 struct TiledAttentionFunction : torch::autograd::Function<TiledAttentionFunction> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& q, const torch::Tensor& k,
-                               const torch::Tensor& v, const torch::Tensor& key_padding_mask, bool causal,
-                               int64_t block_q, int64_t block_k, double scale) {
-    TiledAttentionOptions o{causal, key_padding_mask, block_q, block_k, scale};
+                               const torch::Tensor& v, const c10::optional<torch::Tensor>& key_padding_mask,
+                               bool causal, int64_t block_q, int64_t block_k, double scale) {
+    const torch::Tensor mask = key_padding_mask.has_value() ? *key_padding_mask : torch::Tensor();
+    TiledAttentionOptions o{causal, mask, block_q, block_k, scale};
     auto f = tiled_attention_forward(q, k, v, o);
-    ctx->save_for_backward({q, k, v, f.out, f.lse, key_padding_mask});
+    ctx->save_for_backward({q, k, v, f.out, f.lse});
+    ctx->saved_data["key_padding_mask"] = mask;
     ctx->saved_data["causal"] = causal;
     ctx->saved_data["block_q"] = block_q;
     ctx->saved_data["block_k"] = block_k;
@@ -232,8 +236,10 @@ struct TiledAttentionFunction : torch::autograd::Function<TiledAttentionFunction
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grad) {
     auto s = ctx->get_saved_variables();
-    TiledAttentionOptions o{ctx->saved_data["causal"].toBool(), s[5], ctx->saved_data["block_q"].toInt(),
-                            ctx->saved_data["block_k"].toInt(), ctx->saved_data["scale"].toDouble()};
+    const auto& saved_mask = ctx->saved_data["key_padding_mask"];
+    TiledAttentionOptions o{
+        ctx->saved_data["causal"].toBool(), saved_mask.isTensor() ? saved_mask.toTensor() : torch::Tensor(),
+        ctx->saved_data["block_q"].toInt(), ctx->saved_data["block_k"].toInt(), ctx->saved_data["scale"].toDouble()};
     auto g = tiled_attention_backward(s[0], s[1], s[2], {s[3], s[4]}, grad[0], o);
     return {g.dq.to(s[0].scalar_type()),
             g.dk.to(s[1].scalar_type()),
@@ -250,8 +256,9 @@ struct TiledAttentionFunction : torch::autograd::Function<TiledAttentionFunction
 inline torch::Tensor tiled_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                      const TiledAttentionOptions& options = {}) {
   tiled_detail::check(q, k, v, options);
-  return TiledAttentionFunction::apply(q, k, v, options.key_padding_mask, options.causal, options.block_q,
-                                       options.block_k, options.scale);
+  const c10::optional<torch::Tensor> mask =
+      options.key_padding_mask.defined() ? c10::optional<torch::Tensor>(options.key_padding_mask) : c10::nullopt;
+  return TiledAttentionFunction::apply(q, k, v, mask, options.causal, options.block_q, options.block_k, options.scale);
 }
 
 }  // namespace llm

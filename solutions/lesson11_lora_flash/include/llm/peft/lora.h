@@ -37,8 +37,10 @@
 #include <torch/torch.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -186,10 +188,11 @@ inline std::vector<std::string> apply_lora(torch::nn::Module& model, const LoraC
   // BEGIN SOLUTION: apply_lora(): freeze everything, then a LoRA branch on every target layer
   auto layers = find_linears(model, config.target_modules);
   for (const auto& target : config.target_modules) {
-    bool matched = false;
-    for (const auto& [name, layer] : layers)
-      matched = matched ||
-                name.size() >= target.size() && name.compare(name.size() - target.size(), target.size(), target) == 0;
+    const bool matched = std::any_of(layers.begin(), layers.end(), [&](const auto& named) {
+      const auto& name = named.first;
+      return name == target || (name.size() > target.size() &&
+                                name.compare(name.size() - target.size() - 1, target.size() + 1, "." + target) == 0);
+    });
     TORCH_CHECK(matched, "apply_lora: no Linear layer is called '", target,
                 "'; the model's projections are q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj");
   }
@@ -273,23 +276,29 @@ inline void save_lora_adapter(const std::string& dir, torch::nn::Module& model, 
 
 // Reads an adapter folder (ours or PEFT's) onto `model`: applies LoRA as its config says, then
 // copies A and B in. Every tensor must name an adapted layer and have its shape; none may be missing.
+// Everything is checked before the model is touched: a bad folder leaves the model as it was.
 inline LoraConfig load_lora_adapter(const std::string& dir, torch::nn::Module& model) {
   const auto config_path = dir + "/adapter_config.json";
   LoraConfig config = lora_config_from_json(nlohmann::json::parse(read_file(config_path)), config_path);
   auto file = load_safetensors(dir + "/adapter_model.safetensors");
-  apply_lora(model, config);
-  auto expected = lora_state_dict(model);
-  torch::NoGradGuard no_grad;
-  for (auto& [name, target] : expected) {
+  std::map<std::string, std::vector<int64_t>> expected;  // saved name -> shape
+  for (const auto& [name, layer] : find_linears(model, config.target_modules)) {
+    TORCH_CHECK(lora_of(*layer) == nullptr, "load_lora_adapter: ", name, " already has a LoRA adapter");
+    expected["base_model.model." + name + ".lora_A.weight"] = {config.r, layer->in_features};
+    expected["base_model.model." + name + ".lora_B.weight"] = {layer->out_features, config.r};
+  }
+  for (const auto& [name, shape] : expected) {
     auto it = file.tensors.find(name);
     if (it == file.tensors.end()) throw std::runtime_error(dir + ": adapter_model.safetensors has no tensor " + name);
-    if (it->second.sizes() != target.sizes())
+    if (it->second.sizes().vec() != shape)
       throw std::runtime_error(dir + ": " + name + " has shape " + c10::str(it->second.sizes()) + ", the model needs " +
-                               c10::str(target.sizes()) + " (a different r or model size)");
-    target.copy_(it->second);
+                               c10::str(c10::IntArrayRef(shape)) + " (a different r or model size)");
   }
   for (const auto& [name, t] : file.tensors)
     if (!expected.count(name)) throw std::runtime_error(dir + ": " + name + " names no adapted layer of this model");
+  apply_lora(model, config);
+  torch::NoGradGuard no_grad;
+  for (auto& [name, target] : lora_state_dict(model)) target.copy_(file.tensors.at(name));
   return config;
 }
 

@@ -77,7 +77,6 @@ inline std::vector<double> continuation_loglikelihoods(CausalLM& model,
   torch::NoGradGuard no_grad;
   const bool was_training = model->is_training();
   model->eval();
-  const int64_t max_len = model->config.max_position_embeddings;
   std::vector<double> out;
   // For each batch:
   // 1. tokens = (context + continuation), its last max_len + 1 kept; input = tokens[:-1], right-padded
@@ -85,6 +84,7 @@ inline std::vector<double> continuation_loglikelihoods(CausalLM& model,
   // 2. log_softmax(logits in fp32); the continuation's m tokens are predicted at input positions
   //    len(input) - m .. len(input) - 1; gather log p(token) there and sum.
   // BEGIN SOLUTION: continuation_loglikelihoods(): one forward per batch, summing the continuation's log-probs
+  const int64_t max_len = model->config.max_position_embeddings;
   for (size_t b0 = 0; b0 < requests.size(); b0 += batch_size) {
     const size_t b1 = std::min(requests.size(), b0 + static_cast<size_t>(batch_size));
     std::vector<std::vector<int64_t>> rows;
