@@ -114,9 +114,9 @@ inline TiledForward tiled_attention_forward(const torch::Tensor& q, const torch:
                                             const TiledAttentionOptions& options = {}) {
   tiled_detail::check(q, k, v, options);
   torch::NoGradGuard no_grad;
-  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3), Hkv = k.size(1), Tk = k.size(2),
-                G = H / Hkv;
-  const double scale = options.scale > 0 ? options.scale : 1.0 / std::sqrt(static_cast<double>(D));
+  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3), Hkv = k.size(1), G = H / Hkv;
+  [[maybe_unused]] const int64_t Tk = k.size(2);
+  [[maybe_unused]] const double scale = options.scale > 0 ? options.scale : 1.0 / std::sqrt(static_cast<double>(D));
   const float inf = std::numeric_limits<float>::infinity();
   auto q5 = q.to(torch::kFloat32).reshape({B, Hkv, G, T, D});  // query head h = kv head h / G, member h % G
   auto k5 = k.to(torch::kFloat32).unsqueeze(2);                // (B, Hkv, 1, Tk, D)
@@ -144,9 +144,9 @@ inline TiledGradients tiled_attention_backward(const torch::Tensor& q, const tor
                                                const TiledAttentionOptions& options = {}) {
   tiled_detail::check(q, k, v, options);
   torch::NoGradGuard no_grad;
-  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3), Hkv = k.size(1), Tk = k.size(2),
-                G = H / Hkv;
-  const double scale = options.scale > 0 ? options.scale : 1.0 / std::sqrt(static_cast<double>(D));
+  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3), Hkv = k.size(1), G = H / Hkv;
+  [[maybe_unused]] const int64_t Tk = k.size(2);
+  [[maybe_unused]] const double scale = options.scale > 0 ? options.scale : 1.0 / std::sqrt(static_cast<double>(D));
   auto q5 = q.to(torch::kFloat32).reshape({B, Hkv, G, T, D});
   auto k5 = k.to(torch::kFloat32).unsqueeze(2);
   auto v5 = v.to(torch::kFloat32).unsqueeze(2);
