@@ -67,9 +67,10 @@ int attention(const std::string& impl, int64_t B, int64_t H, int64_t T, int64_t 
   y.backward(g);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const double peak = rss_bytes().second;
-  fmt::print("{{\"bench\": \"attention\", \"impl\": \"{}\", \"B\": {}, \"H\": {}, \"T\": {}, \"D\": {}, "
-             "\"peak_above_inputs_mb\": {:.1f}, \"seconds\": {:.3f}, \"scores_mb\": {:.1f}}}\n",
-             impl, B, H, T, D, (peak - base) / 1e6, seconds, 4.0 * B * H * T * T / 1e6);
+  fmt::print(
+      "{{\"bench\": \"attention\", \"impl\": \"{}\", \"B\": {}, \"H\": {}, \"T\": {}, \"D\": {}, "
+      "\"peak_above_inputs_mb\": {:.1f}, \"seconds\": {:.3f}, \"scores_mb\": {:.1f}}}\n",
+      impl, B, H, T, D, (peak - base) / 1e6, seconds, 4.0 * B * H * T * T / 1e6);
   return 0;
 }
 
@@ -99,18 +100,19 @@ int training(const std::string& preset, int64_t B, int64_t T, int64_t lora_r, in
     auto logits = model(b.narrow(1, 0, T));
     llm::CrossEntropyOptions ce;
     ce.reduction = llm::Reduction::kSum;
-    return llm::LossSum{llm::cross_entropy(logits.reshape({-1, config.vocab_size}), b.narrow(1, 1, T).reshape({-1}), ce),
-                        {}};
+    return llm::LossSum{
+        llm::cross_entropy(logits.reshape({-1, config.vocab_size}), b.narrow(1, 1, T).reshape({-1}), ce), {}};
   };
   for (int64_t s = 0; s < steps; ++s) trainer.step(batch, count, loss_sum);
   const double peak = rss_bytes().second;
   const auto est = llm::estimate_training_memory(config, B, T, trainable);
-  fmt::print("{{\"bench\": \"training\", \"preset\": \"{}\", \"B\": {}, \"T\": {}, \"lora_r\": {}, \"parameters\": {}, "
-             "\"trainable\": {}, \"measured_mb\": {:.1f}, \"estimate_mb\": {:.1f}, \"weights_mb\": {:.1f}, "
-             "\"gradients_mb\": {:.1f}, \"optimizer_mb\": {:.1f}, \"activations_mb\": {:.1f}, \"ratio\": {:.3f}}}\n",
-             preset, B, T, lora_r, config.num_parameters(), trainable < 0 ? config.num_parameters() : trainable,
-             (peak - base) / 1e6, est.total() / 1e6, est.weights / 1e6, est.gradients / 1e6, est.optimizer / 1e6,
-             est.activations / 1e6, (peak - base) / static_cast<double>(est.total()));
+  fmt::print(
+      "{{\"bench\": \"training\", \"preset\": \"{}\", \"B\": {}, \"T\": {}, \"lora_r\": {}, \"parameters\": {}, "
+      "\"trainable\": {}, \"measured_mb\": {:.1f}, \"estimate_mb\": {:.1f}, \"weights_mb\": {:.1f}, "
+      "\"gradients_mb\": {:.1f}, \"optimizer_mb\": {:.1f}, \"activations_mb\": {:.1f}, \"ratio\": {:.3f}}}\n",
+      preset, B, T, lora_r, config.num_parameters(), trainable < 0 ? config.num_parameters() : trainable,
+      (peak - base) / 1e6, est.total() / 1e6, est.weights / 1e6, est.gradients / 1e6, est.optimizer / 1e6,
+      est.activations / 1e6, (peak - base) / static_cast<double>(est.total()));
   return 0;
 }
 
@@ -123,10 +125,11 @@ int nf4(int64_t out, int64_t in) {
     auto q = llm::quantize_nf4(w, o);
     auto back = llm::dequantize_nf4(q);
     const double rel = ((back - w).norm() / w.norm()).item<double>();
-    fmt::print("{{\"bench\": \"nf4\", \"shape\": [{}, {}], \"double_quant\": {}, \"bytes\": {}, \"fp32_bytes\": {}, "
-               "\"bytes_per_parameter\": {:.4f}, \"ratio_to_fp32\": {:.2f}, \"relative_error\": {:.4f}}}\n",
-               out, in, dq ? "true" : "false", q.bytes(), 4 * w.numel(), static_cast<double>(q.bytes()) / w.numel(),
-               4.0 * w.numel() / q.bytes(), rel);
+    fmt::print(
+        "{{\"bench\": \"nf4\", \"shape\": [{}, {}], \"double_quant\": {}, \"bytes\": {}, \"fp32_bytes\": {}, "
+        "\"bytes_per_parameter\": {:.4f}, \"ratio_to_fp32\": {:.2f}, \"relative_error\": {:.4f}}}\n",
+        out, in, dq ? "true" : "false", q.bytes(), 4 * w.numel(), static_cast<double>(q.bytes()) / w.numel(),
+        4.0 * w.numel() / q.bytes(), rel);
   }
   return 0;
 }
@@ -140,9 +143,9 @@ int main(int argc, char** argv) {
   int64_t threads = 2;
   app.add_option("--threads", threads, "intra-op threads")->check(CLI::PositiveNumber);
   std::string impl = "tiled";
-  int64_t B = 1, H = 4, T = 4096, D = 64;                 // attention
+  int64_t B = 1, H = 4, T = 4096, D = 64;                      // attention
   int64_t train_B = 16, train_T = 256, lora_r = 0, steps = 3;  // training
-  int64_t out = 4096, in = 4096;                              // nf4
+  int64_t out = 4096, in = 4096;                               // nf4
   std::string preset = "tiny";
   auto* a = app.add_subcommand("attention", "forward + backward of one causal attention call");
   a->add_option("--impl", impl, "naive (lesson 03) or tiled (lesson 11)");

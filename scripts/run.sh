@@ -3,7 +3,8 @@
 # built-in corpus (data/austen): a tokenizer, pretraining of the lesson 03-05 Llama with the quick
 # preset (configs/quick.yaml), samples from it, its validation bits per byte on the held-out novel
 # before and after, its export as a Hugging Face model folder, then the alignment chain on the
-# built-in tasks: SFT -> DPO -> GRPO, each measured before and after on held-out problems.
+# built-in tasks: SFT -> DPO -> GRPO, each measured before and after on held-out problems, and
+# `llm evaluate` on every stage's model (bits per byte, multiple choice, accuracy, pass@k).
 #
 #   bash scripts/run.sh                       the reference implementation (solutions/)
 #   bash scripts/run.sh --tree curriculum     your own code (curriculum/)
@@ -76,6 +77,12 @@ echo "== 7. GRPO on the tasks' rewards, from the DPO model =="
 "$llm" grpo --model "$out/dpo/final" --run "$out"
 
 echo
+echo "== 8. evaluation of every stage's model: llm evaluate (report.md and report.json in <stage>/evaluation) =="
+for stage in pretrain sft dpo grpo; do
+  "$llm" evaluate --model "$out/$stage/final" | grep -E "^evaluate:"
+done
+
+echo
 echo "run.sh: done in $((SECONDS - start)) s (after the build)."
 python3 - "$out" <<'PY'
 import json, sys, os
@@ -97,9 +104,26 @@ rows = [
 print(f"{'stage':<9} {'measure':<44} {'before':>8} {'after':>8} {'train s':>8}")
 for stage, what, before, after, secs in rows:
     print(f"{stage:<9} {what:<44} {before:8.3f} {after:8.3f} {'' if secs is None else f'{secs:8.0f}':>8}")
+
+print("\nllm evaluate on each stage's final model (lesson 12):")
+e = {s: json.load(open(os.path.join(run, s, "evaluation", "report.json"))) for s in ["pretrain", "sft", "dpo", "grpo"]}
+pk = e["sft"]["pass_at_k"]
+ks = [k for k in pk if k.startswith("pass@")]
+mc = e["sft"]["multiple_choice"]
+print(f"{'model':<9} {'val bpb':>8} {'cloze acc':>9} {'acc_norm':>8} {'capitals':>8} {'task acc':>8} " +
+      " ".join(f"{k:>7}" for k in ks))
+for s, r in e.items():
+    m = r["multiple_choice"]
+    print(f"{s:<9} {r['validation']['bpb']:8.3f} {m['cloze']['acc']:9.3f} {m['cloze']['acc_norm']:8.3f} "
+          f"{m['capitals']['acc']:8.3f} {r['tasks']['accuracy']:8.3f} " +
+          " ".join(f"{r['pass_at_k'][k]:7.3f}" for k in ks))
+print(f"(n: {mc['cloze']['n']} cloze and {mc['capitals']['n']} capital questions of 4 choices, chance 0.25; "
+      f"{e['sft']['tasks']['problems']} task problems; pass@k from {pk['n']} samples of {pk['problems']} problems "
+      f"at temperature {pk['temperature']})")
 PY
 echo "  tokenizer      $out/tokenizer"
-echo "  stages         $out/{pretrain,sft,dpo,grpo}  (config.yaml, metrics.jsonl, loss.png, summary.json, final/)"
+echo "  stages         $out/{pretrain,sft,dpo,grpo}  (config.yaml, metrics.jsonl, loss.png, summary.json, final/, evaluation/)"
 echo "  bf16 copy      $out/export-bf16"
 echo "  PPO instead:   $llm ppo --model $out/sft/final --run $out"
+echo "  LoRA, QLoRA:   $llm sft --model $out/pretrain/final --run $out --lora 16    (or --qlora)"
 echo "  try:           $llm generate --model $out/grpo/final --chat --prompt \"What is 12 + 34?\""

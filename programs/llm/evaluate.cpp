@@ -224,11 +224,12 @@ nlohmann::json pass_at_k_json(CausalLM& model, const BpeTokenizer& tok, const Ch
 }
 
 std::string continuation_sample(CausalLM& model, const BpeTokenizer& tok, const std::string& prompt) {
+  auto ids = tok.encode(prompt, false);
   GenerationConfig gen;
-  gen.max_new_tokens = 60;
+  gen.max_new_tokens = std::min<int64_t>(60, model->config.max_position_embeddings - static_cast<int64_t>(ids.size()));
+  if (gen.max_new_tokens < 1) return prompt;
   gen.sampling.temperature = 0.8;
   gen.sampling.top_k = 50;
-  auto ids = tok.encode(prompt, false);
   auto out =
       generate(model, {std::vector<int64_t>(ids.begin(), ids.end())}, gen, at::make_generator<at::CPUGeneratorImpl>(7));
   std::vector<TokenId> text(out[0].begin(), out[0].end());

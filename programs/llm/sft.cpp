@@ -67,6 +67,16 @@ struct LoraSection {
     if (dropout < 0 || dropout >= 1)
       throw ConfigError("lora.dropout must be in [0, 1), got " + std::to_string(dropout));
     if (alpha < 0) throw ConfigError("lora.alpha must be >= 0 (0: 2 r), got " + std::to_string(alpha));
+    static const std::vector<std::string> known = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
+                                                   "gate_proj", "up_proj", "down_proj"};
+    const auto names = to_config().target_modules;
+    if (names.empty()) throw ConfigError("lora.targets is empty; name projections, e.g. q_proj,v_proj");
+    for (const auto& t : names) {
+      if (std::find(known.begin(), known.end(), t) == known.end()) {
+        throw ConfigError("lora.targets: '" + t +
+                          "' is not one of: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj");
+      }
+    }
   }
   LoraConfig to_config() const {
     LoraConfig c;

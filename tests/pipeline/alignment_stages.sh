@@ -51,6 +51,51 @@ PY
 "$llm" generate --model "$work/run/grpo/final" --chat --prompt "What is 12 + 34?" --max-new-tokens 4 \
   --temperature 0 >"$work/gen.log" 2>&1 || fail "generate from grpo/final failed: $(tail -3 "$work/gen.log")"
 
+# LoRA and QLoRA (lesson 11): only the adapters train; the adapter folder is PEFT's layout; final/
+# is the merged model. Then llm evaluate (lesson 12) on the SFT model: every section of the report.
+"$llm" sft --model "$work/run/pretrain/final" --run "$work/run" "${small[@]}" --set train.max_steps=3 \
+  --set train.batch_size=4 --lora 4 >"$work/lora.log" 2>&1 || fail "sft --lora failed: $(tail -3 "$work/lora.log")"
+"$llm" sft --model "$work/run/pretrain/final" --run "$work/run" "${small[@]}" --set train.max_steps=3 \
+  --set train.batch_size=4 --qlora --set lora.r=4 >"$work/qlora.log" 2>&1 ||
+  fail "sft --qlora failed: $(tail -3 "$work/qlora.log")"
+"$llm" evaluate --model "$work/run/sft/final" --set eval.mc_items=8 --set eval.pass_problems=4 \
+  --set eval.pass_samples=2 --set tasks.test_size=6 --set tasks.max_new_tokens=4 --set eval.val_tokens=3000 \
+  >"$work/eval.log" 2>&1 || fail "evaluate failed: $(tail -3 "$work/eval.log")"
+python3 - "$work/run" <<'PY' || fail "the LoRA folders or the evaluation report are incomplete"
+import json, os, struct, sys
+run = sys.argv[1]
+for stage, quant in [("sft-lora", "none"), ("sft-qlora", "nf4")]:
+    d = os.path.join(run, stage)
+    for f in ["config.yaml", "summary.json", "final/model.safetensors", "adapter/adapter_model.safetensors",
+              "adapter/adapter_config.json"]:
+        assert os.path.exists(os.path.join(d, f)), f"{stage}: no {f}"
+    cfg = json.load(open(os.path.join(d, "adapter/adapter_config.json")))
+    assert cfg["peft_type"] == "LORA" and cfg["r"] == 4 and "q_proj" in cfg["target_modules"], cfg
+    with open(os.path.join(d, "adapter/adapter_model.safetensors"), "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        names = [k for k in json.loads(f.read(n)) if k != "__metadata__"]
+    assert "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight" in names, names[:4]
+    assert all(".lora_A.weight" in k or ".lora_B.weight" in k for k in names), names
+    s = json.load(open(os.path.join(d, "summary.json")))["lora"]
+    assert s["quantize"] == quant and 0 < s["trainable_parameters"] < s["parameters_in_memory"], s
+    if quant == "nf4":
+        assert 0.5 < s["nf4_bytes_per_parameter"] < 0.6, s
+r = json.load(open(os.path.join(run, "sft", "evaluation", "report.json")))
+assert r["validation"]["bpb"] > 0 and 0 < r["validation"]["tokens"] <= 3000, r["validation"]
+for name in ["cloze", "capitals"]:
+    m = r["multiple_choice"][name]
+    assert m["n"] == 8 and 0 <= m["acc"] <= 1 and 0 <= m["acc_norm"] <= 1, m
+assert r["tasks"]["problems"] == 6 and r["pass_at_k"]["n"] == 2 and r["pass_at_k"]["problems"] == 4, r["pass_at_k"]
+assert r["pass_at_k"]["pass@1"] <= r["pass_at_k"]["pass@2"], r["pass_at_k"]
+assert r["cost"]["training_flops_per_token"] > 6 * r["cost"]["matmul_parameters"], r["cost"]
+assert os.path.exists(os.path.join(run, "sft", "evaluation", "report.md"))
+print("LoRA and QLoRA folders complete; the evaluation report has every section")
+PY
+if "$llm" evaluate --model "$work/run/sft/final" --set eval.val_tokens=3000 >"$work/again-eval.log" 2>&1; then
+  fail "a second evaluate overwrote the report without --overwrite"
+fi
+grep -q -- "--overwrite" "$work/again-eval.log" || fail "the refusal does not name --overwrite: $(cat "$work/again-eval.log")"
+
 # Resume: a second SFT run into the same folder is refused without --resume, and with it continues
 # from the newest checkpoint (step 6 of 6: nothing left but the final evaluation).
 if "$llm" sft --model "$work/run/pretrain/final" --run "$work/run" "${small[@]}" >"$work/again.log" 2>&1; then
@@ -78,4 +123,12 @@ EXPECT=("group_size" "1")
 expect_error "a group of one" grpo --model "$work/run/sft/final" --run "$work/bad3" --set grpo.group_size=1
 EXPECT=("--model")
 expect_error "a missing model folder" sft --model "$work/nowhere" --run "$work/bad4"
+EXPECT=("lora.quantize" "nf4" "int3")
+expect_error "an unknown quantisation" sft --model "$work/run/pretrain/final" --run "$work/bad5" --lora 4 --set lora.quantize=int3
+EXPECT=("lora.targets" "qkv_proj" "down_proj")
+expect_error "an unknown LoRA target" sft --model "$work/run/pretrain/final" --run "$work/bad6" --lora 4 --set lora.targets=qkv_proj
+[ ! -e "$work/bad6" ] || fail "a refused sft --lora left a folder"
+EXPECT=("eval.pass_samples" "1")
+expect_error "pass@k from one sample" evaluate --model "$work/run/sft/final" --out "$work/bad7" --set eval.pass_samples=1
+[ ! -e "$work/bad7" ] || fail "a refused evaluate left a folder"
 echo "alignment_stages: sft, dpo, grpo and ppo ran, logged, resumed and refused bad input"
