@@ -9,6 +9,7 @@
 //
 // The thread count is set explicitly (LibTorch here defaults to 1) and printed with the figures.
 #include <llm/config/model_config.h>
+#include <llm/eval/flops.h>
 #include <llm/generate/generate.h>
 #include <llm/model/causal_lm.h>
 #include <llm/train/adamw.h>
@@ -117,11 +118,9 @@ int main(int argc, char** argv) {
     const double tokens_per_s = batch * seq_len * steps / train_s;
     fmt::print("training   B {} x T {}, {}, AdamW: {:9.0f} tokens/s  ({:.3f} s/step)\n", batch, seq_len, dtype,
                tokens_per_s, train_s / steps);
-    // Model FLOPs per token, PaLM's count (nanoGPT's estimate_mfu): 6N for the matmuls of the forward
-    // and backward passes, plus 12 L H D T for attention's score and value products.
-    const double flops_per_token = 6.0 * model->num_parameters() + 12.0 * config.num_hidden_layers *
-                                                                       config.num_attention_heads * config.head_dim() *
-                                                                       seq_len;
+    // Model FLOPs per token, lesson 12's count (flops.h): 6N over the matmul weights (nanochat's N:
+    // no embedding lookup) plus 12 L H D T for attention's score and value products.
+    const double flops_per_token = llm::training_flops_per_token(config, seq_len);
     const double peak = matmul_peak_gflops(options.bf16 ? torch::kBFloat16 : torch::kFloat32);
     fmt::print("           {:.1f} MFLOP/token -> {:.0f} GFLOP/s; the {} matmul peak here {:.0f} GFLOP/s: MFU {:.0f}%\n",
                flops_per_token / 1e6, flops_per_token * tokens_per_s / 1e9, dtype, peak,
