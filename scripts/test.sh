@@ -8,8 +8,9 @@
 #   5. run every lesson test against the solutions: each must PASS; and the system tests: the
 #      programs' library, and the pipeline run for a few steps (resume after SIGKILL, 2-process data
 #      parallel, bad input)
-#   6. the lesson tests again under AddressSanitizer + UBSan (memory errors, undefined behaviour)
-#   7. every file reader fuzzed with libFuzzer under ASan + UBSan for a bounded time
+#   6. a hand-out (make_handout.sh) built and graded (grade.py --json)   scripts/check_handout.sh
+#   7. the lesson tests again under AddressSanitizer + UBSan (memory errors, undefined behaviour)
+#   8. every file reader fuzzed with libFuzzer under ASan + UBSan for a bounded time
 #
 # Exits non-zero if any step fails. Takes a few minutes on two cores.
 set -euo pipefail
@@ -37,6 +38,9 @@ echo "== every lesson test against the solutions: all must pass =="
 status=0
 ctest --preset solutions || status=$?
 python3 scripts/check_stub_results.py build/test-results build-solutions/test-results || status=1
+
+echo "== the instructor's workflow: a hand-out built and graded, the grades in Gradescope's format =="
+bash scripts/check_handout.sh build-handout || status=1
 
 echo "== the reference tests under AddressSanitizer and UndefinedBehaviorSanitizer =="
 # LibTorch itself is not instrumented: leak reports from its static registries and container-overflow

@@ -10,7 +10,8 @@
 //
 // Options (besides GoogleTest's own, e.g. --gtest_filter=RMSNorm.*):
 //   --llm-name=NAME       the name in the summary (ctest passes lesson02.basic)
-//   --llm-results=FILE    also write "test<TAB>PASS|FAIL|CRASH|TIMEOUT<TAB>ms" lines there
+//   --llm-results=FILE    also write "test<TAB>PASS|FAIL|CRASH|TIMEOUT<TAB>ms<TAB>output" lines there (the
+//                         test's output, at most 8,000 bytes, with \\ \t \n \r escaped; for grade.py)
 //   --llm-timeout=SEC     per-test limit, default 120
 //   --llm-jobs=N          tests run at once, default one per core (LLM_TEST_JOBS wins)
 //   --llm-no-fork         plain GoogleTest in this process (for a debugger)
@@ -160,7 +161,32 @@ struct Result {
   Status status;
   long long ms;
   std::string detail;
+  std::string output;  // what the test printed (assertion failures), then the detail
 };
+
+// One line of the results file may not contain a tab or a newline: escape them (and \\ and \r).
+std::string EscapeField(const std::string& text) {
+  std::string out;
+  for (char c : text.substr(0, 8000)) {
+    switch (c) {
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      default:
+        out += c;
+    }
+  }
+  return out;
+}
 
 // One test in a forked child, its stdout and stderr going to a temporary file the parent
 // prints when the child is done (children run side by side; their output must not interleave).
@@ -262,6 +288,7 @@ std::vector<Result> RunAll(const std::vector<std::string>& tests, const Options&
       const Result& r = *results[next_to_print];
       fmt::print("{}[{:^9}] {} ({} ms){}{}\n", outputs[next_to_print], StatusName(r.status), r.test, r.ms,
                  r.detail.empty() ? "" : ": ", r.detail);
+      results[next_to_print]->output = outputs[next_to_print] + r.detail;
       std::fflush(stdout);
     }
     if (any_done) {
@@ -302,7 +329,9 @@ int main(int argc, char** argv) {
 
   if (!options.results_file.empty()) {
     std::ofstream out(options.results_file);
-    for (const auto& r : results) out << r.test << '\t' << StatusName(r.status) << '\t' << r.ms << '\n';
+    for (const auto& r : results) {
+      out << r.test << '\t' << StatusName(r.status) << '\t' << r.ms << '\t' << EscapeField(r.output) << '\n';
+    }
     if (!out) {
       fmt::print(stderr, "could not write the results to '{}'\n", options.results_file);
       return 1;

@@ -16,5 +16,8 @@ int dpo_main(int argc, char** argv);
 int grpo_main(int argc, char** argv);
 int ppo_main(int argc, char** argv);
 int evaluate_main(int argc, char** argv);
+int chat_main(int argc, char** argv);
+int report_main(int argc, char** argv);
+int serve_main(int argc, char** argv);
 
 }  // namespace llm::cli

@@ -96,6 +96,23 @@ if "$llm" evaluate --model "$work/run/sft/final" --set eval.val_tokens=3000 >"$w
 fi
 grep -q -- "--overwrite" "$work/again-eval.log" || fail "the refusal does not name --overwrite: $(cat "$work/again-eval.log")"
 
+# Chat (streamed answers, /reset, unknown commands, a conversation too long for the context) and
+# the report card of the whole run folder.
+printf 'What is 12 + 34?\n/reset\n/help\nWhat is 5 + 5?\n/quit\nnever read\n' |
+  "$llm" chat --model "$work/run/grpo/final" --temperature 0 --max-new-tokens 4 >"$work/chat.log" 2>&1 ||
+  fail "chat failed: $(tail -3 "$work/chat.log")"
+grep -q "a new conversation" "$work/chat.log" || fail "chat: /reset did not start over: $(cat "$work/chat.log")"
+grep -q "unknown command '/help'" "$work/chat.log" || fail "chat: /help was not refused: $(cat "$work/chat.log")"
+python3 -c "print('word ' * 80)" | "$llm" chat --model "$work/run/grpo/final" >"$work/chat-long.log" 2>&1 ||
+  fail "chat with a long message failed: $(tail -3 "$work/chat-long.log")"
+grep -q "the model's context is 64. /reset" "$work/chat-long.log" || fail "chat: no context message: $(cat "$work/chat-long.log")"
+"$llm" report "$work/run" >"$work/report.log" 2>&1 || fail "report failed: $(tail -3 "$work/report.log")"
+for stage in pretrain sft sft-lora sft-qlora dpo grpo ppo; do
+  grep -q "^| $stage |" "$work/run/report.md" || fail "report.md has no row for $stage"
+done
+grep -q "pretrain/loss.png" "$work/run/report.md" || fail "report.md does not show the plots"
+grep -qE "^\| sft \|.*\| [0-9.]+ / pass@2 " "$work/run/report.md" || fail "report.md lacks sft's pass@k: $(grep '^| sft' "$work/run/report.md")"
+
 # Resume: a second SFT run into the same folder is refused without --resume, and with it continues
 # from the newest checkpoint (step 6 of 6: nothing left but the final evaluation).
 if "$llm" sft --model "$work/run/pretrain/final" --run "$work/run" "${small[@]}" >"$work/again.log" 2>&1; then
