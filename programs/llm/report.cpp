@@ -81,7 +81,9 @@ int run(const std::string& dir) {
     const auto e = read_json(d / "evaluation" / "report.json");
     threads = std::max<int64_t>(threads, s.value("threads", int64_t{0}));
     const std::string time = s.contains("seconds") ? format_duration(s["seconds"].get<double>()) : "";
-    const std::string tokens = s.contains("tokens") ? format_count(s["tokens"].get<double>()) : "";
+    std::string tokens = s.contains("tokens") ? format_count(s["tokens"].get<double>()) : "";
+    if (s.contains("steps"))
+      tokens += (tokens.empty() ? "" : " in ") + format_count(s["steps"].get<double>()) + " steps";
     std::string bpb = change(s, "val_bpb_before", "val_bpb_after");
     if (bpb.empty() && !e.is_null()) bpb = fmt::format("{:.3f}", e["validation"]["bpb"].get<double>());
     std::string accuracy = change(s, "accuracy_before", "accuracy_after");

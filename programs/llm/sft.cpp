@@ -229,6 +229,7 @@ int run(const StageOptions& o) {
   LoopHooks hooks;
   hooks.on_step = [&](const StepResult& r) {
     const int64_t done = r.step + 1;
+    extra["tokens"] = extra.value("tokens", int64_t{0}) + r.count;  // trained (answer) tokens, kept across resume
     stage.metrics.log(
         {{"step", done}, {"loss", r.loss}, {"lr", r.lr}, {"grad_norm", r.grad_norm}, {"tokens", r.count}});
     if (done % train.log_interval == 0 || done == 1 || done == train.max_steps) {
@@ -251,7 +252,8 @@ int run(const StageOptions& o) {
   nlohmann::json summary = {{"steps", opt.trainer->step_count()}, {"seconds", seconds},
                             {"before", before.to_json()},         {"after", after.to_json()},
                             {"accuracy_before", before.accuracy}, {"accuracy_after", after.accuracy},
-                            {"test_problems", after.problems},    {"peak_rss_mb", peak_rss_mb()}};
+                            {"test_problems", after.problems},    {"tokens", extra.value("tokens", int64_t{0})},
+                            {"peak_rss_mb", peak_rss_mb()}};
   if (lora.r > 0) {
     // The adapters alone (PEFT's layout), then merged: final/ is an ordinary model folder.
     const std::string adapter_dir = (std::filesystem::path(stage.dir) / "adapter").string();
