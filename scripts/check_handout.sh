@@ -2,6 +2,7 @@
 # CI's check of the instructor's workflow (docs/instructor-guide.md): a hand-out from a lesson, built
 # as a learner gets it, graded by scripts/grade.py --build --json.
 #
+#   0. a hand-out from every lesson (01 .. 12) configures, with all 24 lesson test suites
 #   1. scripts/make_handout.sh --from 11: the solutions of lessons 01-10 are in it, 11 and 12 are not
 #   2. the learner finishes lesson 12 (the reference headers copied in) and breaks lesson 11 (a
 #      syntax error): lesson 12 gets every point, lesson 11 none, its tests' output the compiler's
@@ -14,6 +15,7 @@ cd "$(dirname "$0")/.."
 repo=$PWD
 work=${1:-$(mktemp -d)}
 rm -rf "$work" && mkdir -p "$work"
+work=$(cd "$work" && pwd)  # absolute: grading runs inside the hand-out trees
 fail() { echo "check_handout: FAILED: $*" >&2; exit 1; }
 
 bash scripts/make_handout.sh --from 11 --out "$work/handout.tar.gz" >/dev/null
@@ -26,6 +28,18 @@ for n in 11 12; do
   ! ls -d "$h"/solutions/lesson${n}_* >/dev/null 2>&1 || fail "the hand-out contains the solution of lesson $n"
 done
 grep -rq "LLM_TODO" "$h"/curriculum/lesson11_*/include || fail "lesson 11 in the hand-out is not the stub"
+
+# A hand-out from every lesson configures (CMake finds each remaining solution, skips the removed
+# ones, and every lesson's tests are declared); --from 11 is then built and graded below.
+for n in 01 02 03 04 05 06 07 08 09 10 11 12; do
+  bash scripts/make_handout.sh --from $n --out "$work/from$n.tar.gz" >/dev/null
+  mkdir -p "$work/from$n" && tar -xzf "$work/from$n.tar.gz" -C "$work/from$n"
+  (cd "$work/from$n/llm-from-scratch" && cmake --preset default -B build -DLLM_BUILD_PROGRAMS=OFF \
+    -DLLM_BUILD_BENCHMARKS=OFF >"$work/from$n.log" 2>&1) || fail "a hand-out from lesson $n does not configure: $(tail -5 "$work/from$n.log")"
+  tests=$(cd "$work/from$n/llm-from-scratch/build" && ctest -N | grep -cE "Test +#[0-9]+: lesson[0-9]+\.(basic|advanced)$" || true)
+  [ "$tests" = 24 ] || fail "a hand-out from lesson $n declares $tests lesson test suites, not 24"
+  rm -rf "$work/from$n" "$work/from$n.tar.gz"
+done
 
 grade() {  # tree  json-out  log
   (cd "$1" && cmake --preset default -B build -DLLM_BUILD_PROGRAMS=OFF -DLLM_BUILD_BENCHMARKS=OFF >/dev/null &&

@@ -221,7 +221,7 @@ Child StartChild(size_t index, const std::string& test, int threads) {
 // The child's verdict if it has finished (or was killed for running too long), else nothing.
 std::optional<Result> Poll(const Child& child, const std::string& test, double timeout_seconds) {
   if (child.pid < 0) {
-    return Result{test, Status::kCrash, 0, fmt::format("could not start the test: {}", std::strerror(errno))};
+    return Result{test, Status::kCrash, 0, fmt::format("could not start the test: {}", std::strerror(errno)), {}};
   }
   int wstatus = 0;
   const pid_t done = waitpid(child.pid, &wstatus, WNOHANG);
@@ -229,16 +229,19 @@ std::optional<Result> Poll(const Child& child, const std::string& test, double t
   const long long ms = std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count();
   if (done == child.pid) {
     if (WIFEXITED(wstatus)) {
-      return Result{test, WEXITSTATUS(wstatus) == 0 ? Status::kPass : Status::kFail, ms, ""};
+      return Result{test, WEXITSTATUS(wstatus) == 0 ? Status::kPass : Status::kFail, ms, "", {}};
     }
     const int sig = WIFSIGNALED(wstatus) ? WTERMSIG(wstatus) : 0;
-    return Result{test, Status::kCrash, ms, fmt::format("killed by signal {} ({})", sig, strsignal(sig))};
+    return Result{test, Status::kCrash, ms, fmt::format("killed by signal {} ({})", sig, strsignal(sig)), {}};
   }
   if (ms > timeout_seconds * 1000) {
     kill(child.pid, SIGKILL);
     waitpid(child.pid, &wstatus, 0);
-    return Result{test, Status::kTimeout, ms,
-                  fmt::format("still running after {:g} s (an infinite loop?), killed", timeout_seconds)};
+    return Result{test,
+                  Status::kTimeout,
+                  ms,
+                  fmt::format("still running after {:g} s (an infinite loop?), killed", timeout_seconds),
+                  {}};
   }
   return std::nullopt;
 }
