@@ -85,7 +85,7 @@ int training(const std::string& preset, int64_t B, int64_t T, int64_t lora_r, in
     llm::LoraConfig lc;
     lc.r = lora_r;
     lc.alpha = 2.0 * lora_r;
-    lc.target_modules = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+    lc.target_modules = llm::llama_projections();
     llm::apply_lora(*model, lc);
     trainable = llm::count_parameters(*model).first;
   }

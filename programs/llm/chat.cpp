@@ -9,6 +9,7 @@
 // /quit (or end of input) leaves. The model's context is fixed (max_position_embeddings): when the
 // conversation would not fit, it says so and asks for /reset instead of silently forgetting turns.
 #include "commands.h"
+#include "sampling_options.h"
 
 #include <llm/cli/hf_folder.h>
 #include <llm/cli/text.h>
@@ -26,9 +27,8 @@ namespace {
 
 struct ChatOptions {
   std::string model_dir;
-  int64_t max_new_tokens = 200, top_k = 0, threads = 0;
-  double temperature = 0.8, top_p = 1.0, repetition_penalty = 1.0;
-  uint64_t seed = 1234;
+  int64_t max_new_tokens = 200, threads = 0;
+  SamplingOptions sampling;
 };
 
 int run(const ChatOptions& o) {
@@ -43,13 +43,10 @@ int run(const ChatOptions& o) {
                      "a fine-tuned model (sft/, dpo/ or grpo/final), or use llm generate for a pretrained one");
   }
   GenerationConfig gen;
-  gen.sampling.temperature = o.temperature;
-  gen.sampling.top_k = o.top_k;
-  gen.sampling.top_p = o.top_p;
-  gen.sampling.repetition_penalty = o.repetition_penalty;
+  o.sampling.apply(gen);
   gen.stop_tokens = {chat.end};
   gen.pad_id = chat.pad;
-  auto generator = at::make_generator<at::CPUGeneratorImpl>(o.seed);
+  auto generator = at::make_generator<at::CPUGeneratorImpl>(o.sampling.seed);
   const int64_t context = m.config.max_position_embeddings;
   const bool interactive = isatty(STDIN_FILENO) != 0;
 
@@ -116,17 +113,7 @@ int chat_main(int argc, char** argv) {
   app.add_option("--max-new-tokens", o.max_new_tokens, "tokens per answer at most")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
-  app.add_option("--temperature", o.temperature, "0 = greedy")->capture_default_str()->check(CLI::Range(0.0, 100.0));
-  app.add_option("--top-k", o.top_k, "keep the k most likely tokens; 0 = off")
-      ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
-  app.add_option("--top-p", o.top_p, "nucleus sampling mass; 1 = off")
-      ->capture_default_str()
-      ->check(CLI::Range(0.0, 1.0));
-  app.add_option("--repetition-penalty", o.repetition_penalty, "1 = off")
-      ->capture_default_str()
-      ->check(CLI::Range(0.01, 100.0));
-  app.add_option("--seed", o.seed, "random seed of the sampler")->capture_default_str();
+  add_sampling_options(app, o.sampling);
   app.add_option("--threads", o.threads, "compute threads; 0 = every core")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);

@@ -7,6 +7,7 @@
 // Any Hugging Face Llama folder with a byte-level BPE tokenizer works, ours or not. The sampling
 // options are lesson 05's; --chat wraps each prompt in lesson 06's chat template and stops at <|end|>.
 #include "commands.h"
+#include "sampling_options.h"
 
 #include <llm/cli/hf_folder.h>
 #include <llm/cli/text.h>
@@ -25,9 +26,8 @@ namespace {
 struct GenerateOptions {
   std::string model_dir, prompts_file;
   std::vector<std::string> prompts;
-  int64_t max_new_tokens = 100, top_k = 0, threads = 1;
-  double temperature = 0.8, top_p = 1.0, repetition_penalty = 1.0;
-  uint64_t seed = 1234;
+  int64_t max_new_tokens = 100, threads = 1;
+  SamplingOptions sampling;
   bool chat = false;
 };
 
@@ -44,10 +44,7 @@ int run(GenerateOptions o) {
   if (o.prompts.empty()) throw UsageError("no prompt: give --prompt TEXT (repeatable) or --prompts-file FILE");
   GenerationConfig gen;
   gen.max_new_tokens = o.max_new_tokens;
-  gen.sampling.temperature = o.temperature;
-  gen.sampling.top_k = o.top_k;
-  gen.sampling.top_p = o.top_p;
-  gen.sampling.repetition_penalty = o.repetition_penalty;
+  o.sampling.apply(gen);
   const int64_t eot = special_or_none(m.tokenizer, ChatTemplate::kEndOfText);
   const int64_t end = special_or_none(m.tokenizer, ChatTemplate::kEnd);
   if (eot >= 0) gen.stop_tokens.push_back(eot), gen.pad_id = eot;
@@ -61,7 +58,7 @@ int run(GenerateOptions o) {
     }
     gen.stop_tokens.push_back(end);
   }
-  auto generator = at::make_generator<at::CPUGeneratorImpl>(o.seed);
+  auto generator = at::make_generator<at::CPUGeneratorImpl>(o.sampling.seed);
   for (size_t i = 0; i < o.prompts.size(); ++i) {
     std::vector<int64_t> ids;
     if (chat) {
@@ -107,17 +104,7 @@ int generate_main(int argc, char** argv) {
   app.add_option("--max-new-tokens", o.max_new_tokens, "tokens to generate at most")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
-  app.add_option("--temperature", o.temperature, "0 = greedy")->capture_default_str()->check(CLI::Range(0.0, 100.0));
-  app.add_option("--top-k", o.top_k, "keep the k most likely tokens; 0 = off")
-      ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
-  app.add_option("--top-p", o.top_p, "nucleus sampling mass; 1 = off")
-      ->capture_default_str()
-      ->check(CLI::Range(0.0, 1.0));
-  app.add_option("--repetition-penalty", o.repetition_penalty, "1 = off")
-      ->capture_default_str()
-      ->check(CLI::Range(0.01, 100.0));
-  app.add_option("--seed", o.seed, "random seed of the sampler")->capture_default_str();
+  add_sampling_options(app, o.sampling);
   app.add_flag("--chat", o.chat, "wrap each prompt in the chat template and stop at <|end|>");
   app.add_option("--threads", o.threads, "compute threads; 0 = every core")
       ->capture_default_str()

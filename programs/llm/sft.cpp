@@ -67,8 +67,7 @@ struct LoraSection {
     if (dropout < 0 || dropout >= 1)
       throw ConfigError("lora.dropout must be in [0, 1), got " + std::to_string(dropout));
     if (alpha < 0) throw ConfigError("lora.alpha must be >= 0 (0: 2 r), got " + std::to_string(alpha));
-    static const std::vector<std::string> known = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
-                                                   "gate_proj", "up_proj", "down_proj"};
+    const auto& known = llama_projections();
     const auto names = to_config().target_modules;
     if (names.empty()) throw ConfigError("lora.targets is empty; name projections, e.g. q_proj,v_proj");
     for (const auto& t : names) {
@@ -104,8 +103,7 @@ nlohmann::json attach_adapters(CausalLM& model, const BpeTokenizer& tok, const L
   const LoraConfig config = section.to_config();
   int64_t fp32_bytes = 0, stored_bytes = 0;
   if (section.quantize == "nf4") {
-    const std::vector<std::string> all = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
-    for (auto& [name, layer] : find_linears(*model, all)) {
+    for (auto& [name, layer] : find_linears(*model, llama_projections())) {
       fp32_bytes += 4 * layer->weight.numel();
       quantize_linear_nf4(*layer);
       stored_bytes += static_cast<Nf4LinearAdapter*>(layer->adapter.get())->weight.bytes();

@@ -69,6 +69,13 @@ struct LoraConfig {
   }
 };
 
+// The projections of lessons 03-04's Llama under Hugging Face's names: what target_modules can name.
+inline const std::vector<std::string>& llama_projections() {
+  static const std::vector<std::string> names = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
+                                                 "gate_proj", "up_proj", "down_proj"};
+  return names;
+}
+
 // The branch attached to one Linear. lora_A and lora_B are registered on the layer itself, so its
 // parameters are "<layer>.lora_A.weight" and "<layer>.lora_B.weight" in the model's tree.
 struct LoraAdapter : LinearAdapter {
