@@ -181,6 +181,9 @@ TEST_F(DpoLossAdvanced, RejectsBadOptionsNamingTheValue) {
       << "robust divides by 1 - 2 eps: eps 0.5 divides by 0";
   EXPECT_TRUE(ThrowsWith(loss(Options("sigmoid", 0.1, -0.1)), {"label_smoothing", "-0.1"}));
   EXPECT_TRUE(ThrowsWith(loss(Options("ipo")), {"ipo", "token"})) << "ipo without the token counts";
+  auto negative_rpo = Options("sigmoid");
+  negative_rpo.rpo_alpha = -1;
+  EXPECT_TRUE(ThrowsWith(loss(negative_rpo), {"rpo_alpha", "-1"})) << "a negative NLL weight would push the chosen answers down";
   EXPECT_TRUE(ThrowsWith(
       [&] {
         llm::dpo_loss(F32({-5, -6}), pr, rc, rr, Options("sigmoid"));

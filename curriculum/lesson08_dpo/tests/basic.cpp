@@ -1,7 +1,7 @@
 // Lesson 08, basic: token log-probs against log_softmax + gather, a sequence's log-prob over its
 // completion only (hand-built), one forward for both halves of a preference batch equal to separate
 // forwards, the DPO loss and its variants on the research sheet's golden values, TRL's metrics,
-// and a few trainer steps that raise the margin of chosen over rejected.
+// RPO's NLL term, and a few trainer steps that raise the margin of chosen over rejected.
 // Grade with:  ctest --preset default -R lesson08.basic
 #include "dpo_fixtures.h"
 
@@ -225,6 +225,40 @@ TEST_F(DpoLossSumTest, ReturnsTheSummedLossesAndTrlsMetricSums) {
   EXPECT_EQ(metric("rewards/accuracies"), correct) << "pairs whose chosen reward is above the rejected one";
   EXPECT_NEAR(metric("logps/chosen"), logps_c, 1e-4) << "the policy's summed log-probs";
   EXPECT_NEAR(metric("logps/rejected"), logps_r, 1e-4);
+}
+
+TEST_F(DpoLossSumTest, RpoAddsAlphaTimesTheChosenAnswersMeanTokenNllForEveryPair) {
+  llm::CausalLM policy(TinyConfig()), reference(TinyConfig());
+  const auto pairs = Pairs();
+  const auto batch = llm::with_reference_logprobs(reference, Batch(pairs));
+  // The NLL of the chosen answers measured row by row: minus their summed log-probs over their
+  // token count (3 + 2 + 2 = 7 chosen completion tokens, the end tokens included).
+  const auto pi = RowLogprobs(policy, pairs);
+  double chosen_logp = 0, tokens = 0;
+  for (size_t i = 0; i < pairs.size(); ++i) chosen_logp += pi.chosen[i], tokens += pairs[i].chosen.size();
+  const double nll = -chosen_logp / tokens, P = static_cast<double>(pairs.size());
+
+  auto rpo = Options("sigmoid");
+  rpo.rpo_alpha = 0.5;
+  const auto plain = llm::dpo_loss_sum(policy, batch, Options("sigmoid"));
+  const auto with_nll = llm::dpo_loss_sum(policy, batch, rpo);
+  EXPECT_NEAR(with_nll.sum.item<double>() - plain.sum.item<double>(), 0.5 * P * nll, 1e-4)
+      << "alpha x the batch's mean NLL per chosen token, once per pair (the trainer divides by P)";
+  ASSERT_EQ(with_nll.metrics.count("nll_loss"), 1u) << "TRL logs nll_loss when rpo_alpha is set";
+  EXPECT_NEAR(with_nll.metrics.at("nll_loss"), P * nll, 1e-4) << "a sum over pairs, like the other metrics";
+  EXPECT_EQ(plain.metrics.count("nll_loss"), 0u) << "rpo_alpha 0 is plain DPO";
+  EXPECT_NEAR(with_nll.metrics.at("rewards/margins"), plain.metrics.at("rewards/margins"), 1e-6)
+      << "the NLL term changes the loss, not the implicit rewards";
+
+  // Its gradient is the SFT gradient of the chosen answers: with alpha 1 the step's loss is
+  // DPO + NLL, so d(sum)/d(params) differs from plain DPO's by P d(nll).
+  policy->zero_grad();
+  with_nll.sum.backward();
+  const auto g_rpo = policy->parameters()[0].grad().clone();
+  policy->zero_grad();
+  plain.sum.backward();
+  const auto g_plain = policy->parameters()[0].grad().clone();
+  EXPECT_GT((g_rpo - g_plain).abs().max().item<double>(), 1e-6) << "the NLL term must reach the gradient";
 }
 
 // ------------------------------------------------------------------------------------ training

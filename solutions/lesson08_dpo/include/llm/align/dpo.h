@@ -29,7 +29,8 @@
 //                                           completion's token count (IPO, Azar et al. 2023)
 // Where TRL's versions disagree we follow TRL-classic for sigmoid (label smoothing = cDPO; TRL-1.x
 // ignores label_smoothing for sigmoid, so cDPO would be unreachable) and keep its reference_free
-// option (pi_ref = uniform: the reference log-ratios are 0; TRL-1.x removed it).
+// option (pi_ref = uniform: the reference log-ratios are 0; TRL-1.x removed it). On top of any of
+// them, rpo_alpha > 0 adds RPO's alpha NLL(chosen) (dpo_loss_sum, below).
 //
 // The implicit rewards TRL logs are r = beta (log pi - log pi_ref):
 //     rewards/chosen, rewards/rejected   their means;   rewards/margins   mean(r_c - r_r)
@@ -43,6 +44,7 @@
 
 #include <torch/torch.h>
 
+#include <cmath>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -98,6 +100,7 @@ struct DpoOptions {
   std::string loss_type = "sigmoid";  // sigmoid, robust, hinge, ipo
   double label_smoothing = 0.0;       // eps of cDPO (sigmoid) and robust DPO, in [0, 0.5)
   bool reference_free = false;        // pi_ref uniform: the reference log-ratios are 0
+  double rpo_alpha = 0.0;             // RPO: + alpha NLL(chosen) (TRL's rpo_alpha; the paper uses 1), 0 = off
 
   void validate() const {
     static const std::set<std::string> kTypes = {"sigmoid", "robust", "hinge", "ipo"};
@@ -107,6 +110,9 @@ struct DpoOptions {
     if (!(beta > 0)) throw std::invalid_argument("dpo beta must be > 0, got " + std::to_string(beta));
     if (!(label_smoothing >= 0 && label_smoothing < 0.5)) {
       throw std::invalid_argument("dpo label_smoothing must be in [0, 0.5), got " + std::to_string(label_smoothing));
+    }
+    if (!(rpo_alpha >= 0 && std::isfinite(rpo_alpha))) {
+      throw std::invalid_argument("dpo rpo_alpha must be >= 0 (0 turns RPO off), got " + std::to_string(rpo_alpha));
     }
   }
 };
@@ -208,23 +214,40 @@ inline DpoBatch with_reference_logprobs(CausalLM& reference, PreferenceBatch bat
 // trainer divides by the number of pairs), and the sums of TRL's metrics over pairs:
 //     rewards/chosen, rewards/rejected, rewards/margins, rewards/accuracies,
 //     logps/chosen, logps/rejected
+//
+// RPO (Pang et al. 2024, "Iterative Reasoning Preference Optimization"; TRL's rpo_alpha) adds
+// alpha times the negative log-likelihood of the chosen answers, the mean over the batch's chosen
+// completion tokens (TRL's nll_loss). Why: the DPO loss only widens the gap between chosen and
+// rejected, and it can do that by lowering both; on a small model the chosen answers' probability
+// then falls with the rejected ones and the task accuracy with it ("likelihood displacement",
+// Razin et al. 2024). The NLL term holds the chosen answers up. Each pair carries the batch's mean
+// NLL, so after the trainer's division by P the step's loss is mean DPO loss + alpha * NLL.
 inline LossSum dpo_loss_sum(CausalLM& policy, const DpoBatch& batch, const DpoOptions& options) {
   // 1. p = pair_logprobs(policy, batch.pairs).
   // 2. out = dpo_loss(p.chosen.sum, p.rejected.sum, batch.ref_chosen, batch.ref_rejected, options,
   //    p.chosen.tokens, p.rejected.tokens).
   // 3. Return {out.losses.sum(), metric sums}: accuracies counts chosen_reward > rejected_reward.
+  // 4. With rpo_alpha > 0: nll = -sum(p.chosen.sum) / sum(p.chosen.tokens) (at least 1 token); add
+  //    rpo_alpha * P * nll to the sum, and the metric "nll_loss" = P * nll (its mean is nll).
   // BEGIN SOLUTION: dpo_loss_sum(): the summed pair losses and TRL's reward metrics, for the trainer
   auto p = pair_logprobs(policy, batch.pairs);
   auto out = dpo_loss(p.chosen.sum, p.rejected.sum, batch.ref_chosen, batch.ref_rejected, options, p.chosen.tokens,
                       p.rejected.tokens);
   const auto c = out.chosen_rewards, r = out.rejected_rewards;
-  return {out.losses.sum(),
-          {{"rewards/chosen", c.sum().item<double>()},
-           {"rewards/rejected", r.sum().item<double>()},
-           {"rewards/margins", (c - r).sum().item<double>()},
-           {"rewards/accuracies", (c > r).sum().item<double>()},
-           {"logps/chosen", p.chosen.sum.detach().sum().item<double>()},
-           {"logps/rejected", p.rejected.sum.detach().sum().item<double>()}}};
+  LossSum result{out.losses.sum(),
+                 {{"rewards/chosen", c.sum().item<double>()},
+                  {"rewards/rejected", r.sum().item<double>()},
+                  {"rewards/margins", (c - r).sum().item<double>()},
+                  {"rewards/accuracies", (c > r).sum().item<double>()},
+                  {"logps/chosen", p.chosen.sum.detach().sum().item<double>()},
+                  {"logps/rejected", p.rejected.sum.detach().sum().item<double>()}}};
+  if (options.rpo_alpha > 0) {
+    const double P = static_cast<double>(batch.pairs.num_pairs());
+    const auto nll = -p.chosen.sum.sum() / p.chosen.tokens.sum().to(torch::kFloat32).clamp_min(1);
+    result.sum = result.sum + options.rpo_alpha * P * nll;
+    result.metrics["nll_loss"] = P * nll.item<double>();
+  }
+  return result;
   // END SOLUTION
 }
 
