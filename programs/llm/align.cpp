@@ -1,5 +1,7 @@
 #include "align.h"
 
+#include <cmath>
+
 #include <llm/generate/generate.h>
 #include <llm/train/optimizer.h>
 
@@ -90,6 +92,7 @@ TaskEval evaluate_tasks(CausalLM& model, const BpeTokenizer& tok, const ChatTemp
       e.accuracy += correct;
       e.mean_reward += task_reward(chunk[i], s.texts[i], s.ended[i]);
       e.ended += s.ended[i];
+      e.correct.push_back(correct);
       auto& c = counts[chunk[i].task];
       c.first += correct;
       c.second += 1;
@@ -221,6 +224,42 @@ void finish_stage(Stage& stage, CausalLM& model, const nlohmann::json& summary,
 
 std::string format_change(const char* what, double before, double after, int64_t n) {
   return fmt::format("{} {:.3f} -> {:.3f} (n = {})", what, before, after, n);
+}
+
+PairedChange paired_change(const TaskEval& before, const TaskEval& after) {
+  if (before.correct.size() != after.correct.size()) {
+    throw std::invalid_argument(fmt::format("paired_change: {} problems before but {} after (the same test set is needed)",
+                                            before.correct.size(), after.correct.size()));
+  }
+  PairedChange c;
+  c.problems = static_cast<int64_t>(after.correct.size());
+  for (size_t i = 0; i < after.correct.size(); ++i) {
+    c.fixed += !before.correct[i] && after.correct[i];
+    c.broken += before.correct[i] && !after.correct[i];
+  }
+  // Two-sided exact binomial test, p = 1/2, on the n discordant problems: twice the tail of the
+  // smaller count, at most 1. Terms in logs (lgamma), so n in the thousands does not overflow.
+  const int64_t n = c.fixed + c.broken, k = std::min(c.fixed, c.broken);
+  double tail = 0;
+  for (int64_t i = 0; i <= k; ++i) {
+    tail += std::exp(std::lgamma(n + 1.0) - std::lgamma(i + 1.0) - std::lgamma(n - i + 1.0) - n * std::log(2.0));
+  }
+  c.p_value = std::min(1.0, 2 * tail);
+  return c;
+}
+
+nlohmann::json PairedChange::to_json() const {
+  return {{"fixed", fixed}, {"broken", broken}, {"problems", problems}, {"mcnemar_exact_p", p_value}};
+}
+
+std::string PairedChange::describe() const {
+  return fmt::format("{} fixed, {} broken, exact McNemar p = {}", fixed, broken,
+                     p_value < 1e-4 ? std::string("< 0.0001") : fmt::format("{:.4f}", p_value));
+}
+
+std::string format_accuracy_change(const char* what, const TaskEval& before, const TaskEval& after) {
+  return fmt::format("{} {:.3f} -> {:.3f} (n = {}; {})", what, before.accuracy, after.accuracy, after.problems,
+                     paired_change(before, after).describe());
 }
 
 }  // namespace llm::cli

@@ -192,12 +192,13 @@ int run(const StageOptions& o) {
                 {"after", after.to_json()},
                 {"accuracy_before", before.accuracy},
                 {"accuracy_after", after.accuracy},
+                {"paired", paired_change(before, after).to_json()},
                 {"reward_before", before.mean_reward},
                 {"reward_after", after.mean_reward},
                 {"test_problems", after.problems}},
                {{"score_mean", "mean task score of the sampled answers"}}, "score");
   fmt::print("ppo: {} steps in {}; {}; {}\n", opt.trainer->step_count(), format_duration(seconds),
-             format_change("held-out accuracy", before.accuracy, after.accuracy, after.problems),
+             format_accuracy_change("held-out accuracy", before, after),
              format_change("mean reward", before.mean_reward, after.mean_reward, after.problems));
   return 0;
 }
