@@ -92,18 +92,28 @@ def load(stage):
         return json.load(f)
 p, sft, dpo, grpo = load("pretrain"), load("sft"), load("dpo"), load("grpo")
 n = sft["test_problems"]
+def paired(summary):  # the same test problems before and after: fixed, broken, exact McNemar p
+    c = summary["paired"]
+    p = c["mcnemar_exact_p"]
+    return f"{c['fixed']:>4} {c['broken']:>4}  {'< 0.0001' if p < 1e-4 else f'{p:.4f}'}"
 rows = [
-    ("pretrain", "validation bits/byte (held-out novel)", p["val_bpb_before"], p["val_bpb_after"], p["seconds"]),
-    ("sft", f"held-out task accuracy (n = {n})", sft["accuracy_before"], sft["accuracy_after"], sft["seconds"]),
-    ("dpo", f"held-out preference accuracy (n = {dpo['preference_pairs']})", dpo["preference_accuracy_before"],
-     dpo["preference_accuracy_after"], dpo["seconds"]),
-    ("dpo", f"held-out task accuracy (n = {n})", dpo["accuracy_before"], dpo["accuracy_after"], None),
-    ("grpo", f"held-out task accuracy (n = {n})", grpo["accuracy_before"], grpo["accuracy_after"], grpo["seconds"]),
-    ("grpo", f"held-out mean reward (n = {n})", grpo["reward_before"], grpo["reward_after"], None),
+    ("pretrain", "validation bits/byte (held-out novel)", p["val_bpb_before"], p["val_bpb_after"], p["seconds"], ""),
+    ("sft", f"held-out task accuracy (n = {n})", sft["accuracy_before"], sft["accuracy_after"], sft["seconds"],
+     paired(sft)),
+    ("dpo", f"preference accuracy, own mistakes (n = {dpo['preference_pairs']})", dpo["preference_accuracy_before"],
+     dpo["preference_accuracy_after"], dpo["seconds"], ""),
+    ("dpo", f"preference accuracy, made-up (n = {dpo['made_up_preference_pairs']})",
+     dpo["made_up_preference_accuracy_before"], dpo["made_up_preference_accuracy_after"], None, ""),
+    ("dpo", f"held-out task accuracy (n = {n})", dpo["accuracy_before"], dpo["accuracy_after"], None, paired(dpo)),
+    ("grpo", f"held-out task accuracy (n = {n})", grpo["accuracy_before"], grpo["accuracy_after"], grpo["seconds"],
+     paired(grpo)),
+    ("grpo", f"held-out mean reward (n = {n})", grpo["reward_before"], grpo["reward_after"], None, ""),
 ]
-print(f"{'stage':<9} {'measure':<44} {'before':>8} {'after':>8} {'train s':>8}")
-for stage, what, before, after, secs in rows:
-    print(f"{stage:<9} {what:<44} {before:8.3f} {after:8.3f} {'' if secs is None else f'{secs:8.0f}':>8}")
+print(f"{'stage':<9} {'measure':<44} {'before':>8} {'after':>8} {'train s':>8}  {'fixed':>5} {'broke':>4}  McNemar p")
+for stage, what, before, after, secs, pair in rows:
+    print(f"{stage:<9} {what:<44} {before:8.3f} {after:8.3f} {'' if secs is None else f'{secs:8.0f}':>8}  {pair}")
+print("(fixed / broke: held-out problems wrong before and right after / the reverse; McNemar p: the chance of so\n"
+      " uneven a split if the stage changed nothing, the exact two-sided test on those problems)")
 
 print("\nllm evaluate on each stage's final model (lesson 12):")
 e = {s: json.load(open(os.path.join(run, s, "evaluation", "report.json"))) for s in ["pretrain", "sft", "dpo", "grpo"]}
