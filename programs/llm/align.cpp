@@ -253,8 +253,8 @@ nlohmann::json PairedChange::to_json() const {
 }
 
 std::string PairedChange::describe() const {
-  return fmt::format("{} fixed, {} broken, exact McNemar p = {}", fixed, broken,
-                     p_value < 1e-4 ? std::string("< 0.0001") : fmt::format("{:.4f}", p_value));
+  return fmt::format("{} fixed, {} broken, exact McNemar p {}", fixed, broken,
+                     p_value < 1e-4 ? std::string("< 0.0001") : fmt::format("= {:.4f}", p_value));
 }
 
 std::string format_accuracy_change(const char* what, const TaskEval& before, const TaskEval& after) {

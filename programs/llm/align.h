@@ -144,10 +144,10 @@ struct PairedChange {
   int64_t fixed = 0, broken = 0, problems = 0;
   double p_value = 1;
   nlohmann::json to_json() const;
-  std::string describe() const;  // "41 fixed, 12 broken, exact McNemar p = 0.0001"
+  std::string describe() const;  // "41 fixed, 12 broken, exact McNemar p < 0.0001"
 };
 PairedChange paired_change(const TaskEval& before, const TaskEval& after);
-// "held-out accuracy 0.448 -> 0.470 (n = 600; 41 fixed, 12 broken, exact McNemar p = 0.0001)"
+// "held-out accuracy 0.448 -> 0.470 (n = 600; 41 fixed, 12 broken, exact McNemar p < 0.0001)"
 std::string format_accuracy_change(const char* what, const TaskEval& before, const TaskEval& after);
 
 }  // namespace llm::cli
