@@ -228,8 +228,9 @@ std::string format_change(const char* what, double before, double after, int64_t
 
 PairedChange paired_change(const TaskEval& before, const TaskEval& after) {
   if (before.correct.size() != after.correct.size()) {
-    throw std::invalid_argument(fmt::format("paired_change: {} problems before but {} after (the same test set is needed)",
-                                            before.correct.size(), after.correct.size()));
+    throw std::invalid_argument(
+        fmt::format("paired_change: {} problems before but {} after (the same test set is needed)",
+                    before.correct.size(), after.correct.size()));
   }
   PairedChange c;
   c.problems = static_cast<int64_t>(after.correct.size());

@@ -35,7 +35,7 @@ struct DpoSection {
   std::string loss_type = "sigmoid";
   double label_smoothing = 0.0;
   bool reference_free = false;
-  double rpo_alpha = 1.0;  // RPO's weight (the paper's 1; TRL's default is off): see learning_rate below
+  double rpo_alpha = 1.0;            // RPO's weight (the paper's 1; TRL's default is off): see learning_rate below
   std::string rejected = "sampled";  // sampled: the starting model's own wrong answers; synthetic: tasks.h's
   int64_t samples = 4;               // answers sampled per problem to find a wrong one
   static const std::vector<Field<DpoSection>>& fields() {
@@ -75,12 +75,14 @@ std::vector<TokenizedPair> make_pairs(const Stage& stage, const TaskConfig& task
       const std::vector<TaskExample> part(problems.begin() + lo,
                                           problems.begin() + std::min(lo + chunk, problems.size()));
       // Seeded by split and position, so the same problem always gets the same samples.
-      const uint64_t sample_seed = seed * 104729 + static_cast<uint64_t>(first) + lo + (split == Split::kTest ? 1u << 30 : 0);
+      const uint64_t sample_seed =
+          seed * 104729 + static_cast<uint64_t>(first) + lo + (split == Split::kTest ? 1u << 30 : 0);
       const auto s = sample_answers(*sampler, stage.loaded.tokenizer, stage.chat, part, samples, 1.0,
                                     tasks.max_new_tokens, sample_seed);
       for (size_t i = 0; i < s.texts.size(); ++i) {
         auto& slot = own[lo + i / samples];
-        if (slot.empty() && s.ended[i] && !normalise_answer(s.texts[i]).empty() && !is_correct(part[i / samples], s.texts[i])) {
+        if (slot.empty() && s.ended[i] && !normalise_answer(s.texts[i]).empty() &&
+            !is_correct(part[i / samples], s.texts[i])) {
           slot = s.texts[i];
         }
       }
@@ -154,9 +156,10 @@ int run(const StageOptions& o) {
   const double pref_before = preference_accuracy(model, held_out, stage.chat.pad);
   const double made_up_before = preference_accuracy(model, made_up, stage.chat.pad);
   const TaskEval before = evaluate_tasks(model, stage.loaded.tokenizer, stage.chat, tasks);
-  fmt::print("before DPO: held-out preference accuracy {:.3f} on {} pairs ({} rejections are the model's own "
-             "mistakes), {:.3f} on {} made-up pairs\n",
-             pref_before, held_out.size(), own_mistakes, made_up_before, made_up.size());
+  fmt::print(
+      "before DPO: held-out preference accuracy {:.3f} on {} pairs ({} rejections are the model's own "
+      "mistakes), {:.3f} on {} made-up pairs\n",
+      pref_before, held_out.size(), own_mistakes, made_up_before, made_up.size());
   print_task_eval("before DPO", before);
 
   // ---- model, optimizer, resume ----
@@ -207,9 +210,10 @@ int run(const StageOptions& o) {
     reward_acc = out.metrics["rewards/accuracies"] / static_cast<double>(held_out.size());
   }
   const TaskEval after = evaluate_tasks(model, stage.loaded.tokenizer, stage.chat, tasks);
-  fmt::print("after DPO: held-out preference accuracy {:.3f}, DPO reward accuracy {:.3f} on {} pairs; {:.3f} on {} "
-             "made-up pairs\n",
-             pref_after, reward_acc, held_out.size(), made_up_after, made_up.size());
+  fmt::print(
+      "after DPO: held-out preference accuracy {:.3f}, DPO reward accuracy {:.3f} on {} pairs; {:.3f} on {} "
+      "made-up pairs\n",
+      pref_after, reward_acc, held_out.size(), made_up_after, made_up.size());
   print_task_eval("after DPO", after);
   const double seconds = elapsed_before + progress.elapsed();
   finish_stage(stage, model,

@@ -247,11 +247,15 @@ int run(const StageOptions& o) {
   const TaskEval after = evaluate_tasks(model, tok, stage.chat, tasks);
   print_task_eval("after SFT", after);
   const double seconds = elapsed_before + progress.elapsed();
-  nlohmann::json summary = {{"steps", opt.trainer->step_count()}, {"seconds", seconds},
-                            {"before", before.to_json()},         {"after", after.to_json()},
-                            {"accuracy_before", before.accuracy}, {"accuracy_after", after.accuracy},
+  nlohmann::json summary = {{"steps", opt.trainer->step_count()},
+                            {"seconds", seconds},
+                            {"before", before.to_json()},
+                            {"after", after.to_json()},
+                            {"accuracy_before", before.accuracy},
+                            {"accuracy_after", after.accuracy},
                             {"paired", paired_change(before, after).to_json()},
-                            {"test_problems", after.problems},    {"tokens", extra.value("tokens", int64_t{0})},
+                            {"test_problems", after.problems},
+                            {"tokens", extra.value("tokens", int64_t{0})},
                             {"peak_rss_mb", peak_rss_mb()}};
   if (lora.r > 0) {
     // The adapters alone (PEFT's layout), then merged: final/ is an ordinary model folder.
@@ -265,8 +269,7 @@ int run(const StageOptions& o) {
   }
   finish_stage(stage, model, summary, {{"loss", "train loss (nats/token)"}}, "loss");
   fmt::print("{}: {} steps in {}; {}; peak resident memory {:.0f} MB\n", name, opt.trainer->step_count(),
-             format_duration(seconds),
-             format_accuracy_change("held-out accuracy", before, after), peak_rss_mb());
+             format_duration(seconds), format_accuracy_change("held-out accuracy", before, after), peak_rss_mb());
   return 0;
 }
 

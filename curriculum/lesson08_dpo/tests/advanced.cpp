@@ -183,7 +183,8 @@ TEST_F(DpoLossAdvanced, RejectsBadOptionsNamingTheValue) {
   EXPECT_TRUE(ThrowsWith(loss(Options("ipo")), {"ipo", "token"})) << "ipo without the token counts";
   auto negative_rpo = Options("sigmoid");
   negative_rpo.rpo_alpha = -1;
-  EXPECT_TRUE(ThrowsWith(loss(negative_rpo), {"rpo_alpha", "-1"})) << "a negative NLL weight would push the chosen answers down";
+  EXPECT_TRUE(ThrowsWith(loss(negative_rpo), {"rpo_alpha", "-1"}))
+      << "a negative NLL weight would push the chosen answers down";
   EXPECT_TRUE(ThrowsWith(
       [&] {
         llm::dpo_loss(F32({-5, -6}), pr, rc, rr, Options("sigmoid"));
