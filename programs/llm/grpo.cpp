@@ -47,6 +47,7 @@ struct GrpoSection {
     o.beta = beta;
     o.loss_type = loss_type;
     o.max_completion_length = max_new_tokens;
+    o.temperature = temperature;
     return o;
   }
   void validate() const {
@@ -137,8 +138,9 @@ int run(const StageOptions& o) {
     {
       torch::NoGradGuard no_grad;
       AutocastGuard autocast(opt.trainer->options().bf16);
-      r.old_logp = rollout_logprobs(model, r.input_ids, r.attention_mask);
-      if (reference) r.ref_logp = rollout_logprobs(reference, r.input_ids, r.attention_mask);
+      // Scored at the sampling temperature, as grpo_loss_sum scores the policy (TRL's _get_per_token_logps).
+      r.old_logp = rollout_logprobs(model, r.input_ids, r.attention_mask, options.temperature);
+      if (reference) r.ref_logp = rollout_logprobs(reference, r.input_ids, r.attention_mask, options.temperature);
     }
     model->train();
     return std::vector<Rollout>{r};

@@ -42,7 +42,9 @@ struct PpoSection {
     };
     return table;
   }
-  PpoOptions options() const { return {cliprange, cliprange_value, vf_coef, kl_coef, kl_estimator, gamma, lam}; }
+  PpoOptions options() const {
+    return {cliprange, cliprange_value, vf_coef, kl_coef, kl_estimator, gamma, lam, temperature};
+  }
   void validate() const {
     require_positive("ppo", "prompts_per_rollout", prompts_per_rollout);
     require_positive("ppo", "epochs", epochs);
@@ -130,10 +132,11 @@ int run(const StageOptions& o) {
       model->eval();
       auto [logits, values] = model(rows.input_ids, rows.attention_mask);
       const int64_t S = rows.input_ids.size(1);
-      auto per = token_logprobs(logits.narrow(1, 0, S - 1), rows.input_ids.narrow(1, 1, S - 1));
+      // Scored at the sampling temperature, as ppo_loss_sum scores them (TRL divides both by it).
+      auto per = token_logprobs((logits / options.temperature).narrow(1, 0, S - 1), rows.input_ids.narrow(1, 1, S - 1));
       rollout.old_logp = torch::cat({torch::zeros({N, 1}), per}, 1);
       rollout.old_values = values;
-      const auto ref_logp = rollout_logprobs(reference, rows.input_ids, rows.attention_mask);
+      const auto ref_logp = rollout_logprobs(reference, rows.input_ids, rows.attention_mask, options.temperature);
       const auto rewards =
           ppo_rewards(rollout.old_logp, ref_logp, scores, rows.completion_mask, options.kl_coef, options.kl_estimator);
       auto [advantages, returns] = gae(rewards, values, rows.completion_mask, options.gamma, options.lam);

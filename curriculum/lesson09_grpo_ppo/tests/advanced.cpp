@@ -160,6 +160,37 @@ TEST_F(GrpoTrainerAdvanced, PerMicroBatchAggregationsAverageTheMicroBatches) {
   EXPECT_NEAR(step.result.metrics.at("kl"), kl, 1e-5) << "each micro-batch's mean KL per token, averaged";
 }
 
+TEST_F(GrpoTrainerAdvanced, LossSumScoresThePolicyAtTheOptionsTemperature) {
+  // Sampled at T = 0.7 and scored at 0.7, the policy is exactly the one that sampled: the ratio is 1
+  // (nothing clipped) and the KL to an identical reference is 0. Scored at T = 1 instead, the same
+  // rollout looks off-policy: a KL that is not 0 and a loss that differs.
+  llm::CausalLM model(TinyConfig());
+  const auto rows = GroupRows();
+  llm::Rollout r;
+  r.input_ids = rows.input_ids;
+  r.attention_mask = rows.attention_mask;
+  r.completion_mask = rows.completion_mask;
+  {
+    torch::NoGradGuard no_grad;
+    r.old_logp = DirectLogprobs(model(rows.input_ids, 0, rows.attention_mask) / 0.7, rows.input_ids);
+  }
+  r.ref_logp = r.old_logp;
+  r.advantages = F32({1.0, -1.0, 0.5, -0.5});
+  auto options = Grpo("bnpo", /*beta=*/0.1);
+  options.temperature = 0.7;
+  const auto hot = llm::grpo_loss_sum(model, r, options);
+  EXPECT_NEAR(hot.metrics.at("kl"), 0.0, 1e-6) << "policy and reference both at T = 0.7: no KL";
+  EXPECT_EQ(hot.metrics.at("clip_ratio"), 0.0) << "ratio 1: nothing clipped";
+  const auto m = rows.completion_mask.to(torch::kFloat32);
+  const double expected = -(r.advantages.unsqueeze(1) * m).sum().item<double>() / m.sum().item<double>();
+  EXPECT_NEAR(hot.sum.item<double>(), expected, 1e-5) << "bnpo on-policy: -sum(A m) / sum(m)";
+  options.temperature = 1.0;
+  const auto cold = llm::grpo_loss_sum(model, r, options);
+  EXPECT_GT(cold.metrics.at("kl"), 1e-4) << "scored at T = 1, answers sampled at 0.7 look off-policy";
+  options.temperature = -1.0;
+  EXPECT_TRUE(ThrowsWith([&] { llm::grpo_loss_sum(model, r, options); }, {"temperature", "-1"}));
+}
+
 // ------------------------------------------------------------------------------------------- GAE
 
 TEST_F(GaeAdvanced, PositionsOutsideTheMaskAreTerminalAndChangeNothing) {
@@ -292,6 +323,30 @@ TEST_F(PpoLossSumAdvanced, FirstEpochIsMinusTheMeanAdvantagePlusTheValueError) {
   EXPECT_NEAR(out.metrics.at("vf_loss"), vf, 1e-5);
   EXPECT_EQ(out.metrics.at("clipfrac"), 0.0);
   EXPECT_NEAR(out.metrics.at("approx_kl"), 0.0, 1e-10);
+}
+
+TEST_F(PpoLossSumAdvanced, ScoresThePolicyAtTheOptionsTemperature) {
+  // The rollout's log-probs were taken at T = 0.7 (TRL's PPO samples there and divides its logits
+  // by the temperature when it scores them): at the same temperature the first epoch is on-policy.
+  llm::PolicyWithValue model{llm::CausalLM(TinyConfig())};
+  const auto rows = GroupRows();
+  llm::PpoOptions options;
+  options.temperature = 0.7;
+  llm::PpoRollout r{rows.input_ids, rows.attention_mask, rows.completion_mask, {}, {}, {}, {}};
+  {
+    torch::NoGradGuard no_grad;
+    auto [logits, values] = model(rows.input_ids, rows.attention_mask);
+    r.old_logp = DirectLogprobs(logits / 0.7, rows.input_ids);
+    r.old_values = values;
+  }
+  r.advantages = torch::randn(rows.input_ids.sizes());
+  r.returns = torch::randn(rows.input_ids.sizes());
+  const auto hot = llm::ppo_loss_sum(model, r, options);
+  EXPECT_NEAR(hot.metrics.at("approx_kl"), 0.0, 1e-10) << "scored at the sampling temperature: ratio 1";
+  EXPECT_EQ(hot.metrics.at("clipfrac"), 0.0);
+  options.temperature = 1.0;
+  EXPECT_GT(llm::ppo_loss_sum(model, r, options).metrics.at("approx_kl"), 1e-6)
+      << "scored at T = 1, a rollout taken at 0.7 is off-policy";
 }
 
 }  // namespace

@@ -30,6 +30,7 @@ using lesson09::Subset;
 using lesson09::TinyConfig;
 using lesson09::TrainerStep;
 using llm::testing::AllClose;
+using llm::testing::ThrowsWith;
 
 class GroupAdvantagesTest : public RlTest {};
 class CompletionMaskTest : public RlTest {};
@@ -223,6 +224,25 @@ TEST_F(RolloutLogprobsTest, ColumnTIsTheLogProbOfTokenTGivenThePrefixAndColumnZe
     EXPECT_TRUE(AllClose(out.select(1, t), expected.squeeze(1), /*rtol=*/1e-5, /*atol=*/1e-5))
         << "column " << t << " = log p(ids[" << t << "] | ids[<" << t << "])";
   }
+}
+
+TEST_F(RolloutLogprobsTest, ScoresTheTokensAtTheSamplingTemperature) {
+  // Answers sampled from softmax(logits / T) are scored under that same distribution (TRL's
+  // _get_per_token_logps divides the logits by its temperature), not under T = 1.
+  llm::CausalLM model(TinyConfig());
+  const auto rows = GroupRows();
+  torch::NoGradGuard no_grad;
+  const auto logits = model(rows.input_ids, 0, rows.attention_mask);
+  const auto at_half = llm::rollout_logprobs(model, rows.input_ids, rows.attention_mask, 0.5);
+  EXPECT_TRUE(AllClose(at_half, DirectLogprobs(logits / 0.5, rows.input_ids), 1e-5, 1e-5))
+      << "log_softmax(logits / 0.5), gathered at the next ids";
+  EXPECT_FALSE(AllClose(at_half, DirectLogprobs(logits, rows.input_ids), 1e-3, 1e-3))
+      << "T = 0.5 must not give the T = 1 log-probs";
+  EXPECT_TRUE(AllClose(llm::rollout_logprobs(model, rows.input_ids, rows.attention_mask),
+                       DirectLogprobs(logits, rows.input_ids), 1e-5, 1e-5))
+      << "the default temperature is 1";
+  EXPECT_TRUE(ThrowsWith([&] { llm::rollout_logprobs(model, rows.input_ids, rows.attention_mask, 0.0); },
+                         {"temperature", "0"}));
 }
 
 // --------------------------------------------------------------------------- GRPO with the trainer

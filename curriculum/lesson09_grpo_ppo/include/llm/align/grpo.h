@@ -70,6 +70,7 @@ struct GrpoOptions {
   double beta = 0.0;                  // KL weight; TRL's default 0 needs no reference model
   std::string loss_type = "dapo";     // grpo, bnpo, dr_grpo, dapo
   int64_t max_completion_length = 0;  // dr_grpo's constant (0: the mask's width T)
+  double temperature = 1.0;           // the sampling temperature: logits are divided by it when scored
 
   void validate() const {
     static const std::set<std::string> kTypes = {"grpo", "bnpo", "dr_grpo", "dapo"};
@@ -81,6 +82,9 @@ struct GrpoOptions {
                                   std::to_string(epsilon_low) + " and " + std::to_string(epsilon_high));
     }
     if (!(beta >= 0)) throw std::invalid_argument("grpo beta must be >= 0, got " + std::to_string(beta));
+    if (!(temperature > 0)) {
+      throw std::invalid_argument("grpo temperature must be > 0, got " + std::to_string(temperature));
+    }
   }
 };
 
@@ -132,11 +136,15 @@ struct Rollout {
 
 // Log-probs of every row's tokens under `model`, aligned with input_ids: out[:, t] = log p(ids[t] |
 // ids[<t]) for t >= 1, and 0 at t = 0 (no prediction). (N, S) float32.
+//
+// The distribution is the one the answers were sampled from: softmax(logits / temperature), as
+// TRL's _get_per_token_logps divides by its temperature. Scored at T = 1 instead, an answer sampled
+// at T = 0.7 has a ratio and a KL measured against a policy that never produced it.
 inline torch::Tensor rollout_logprobs(CausalLM& model, const torch::Tensor& input_ids,
-                                      const torch::Tensor& attention_mask) {
-  // logits = model(input_ids, 0, attention_mask); per = token_logprobs(logits[:, :-1], ids[:, 1:]);
-  // prepend a column of zeros.
-  LLM_TODO("lesson09: rollout_logprobs(): shifted token log-probs of whole rows, aligned with the ids");
+                                      const torch::Tensor& attention_mask, double temperature = 1.0) {
+  // logits = model(input_ids, 0, attention_mask) / temperature (> 0, or name it);
+  // per = token_logprobs(logits[:, :-1], ids[:, 1:]); prepend a column of zeros.
+  LLM_TODO("lesson09: rollout_logprobs(): shifted token log-probs of whole rows at the sampling temperature, aligned with the ids");
 }
 
 // GRPO on the lesson 10 trainer. The trainer divides the summed loss_sum of a step's micro-batches
@@ -154,7 +162,7 @@ inline int64_t grpo_count(const Rollout& r, const GrpoOptions& options) {
 // The loss (see grpo_count) and the metric sums kl and clip_ratio, on the same scale: divided by
 // the trainer's N they are the mean KL and clipped fraction per completion token.
 inline LossSum grpo_loss_sum(CausalLM& policy, const Rollout& r, const GrpoOptions& options) {
-  // 1. logp = rollout_logprobs(policy, r.input_ids, r.attention_mask).
+  // 1. logp = rollout_logprobs(policy, r.input_ids, r.attention_mask, options.temperature).
   // 2. t = grpo_token_loss(logp, r.old_logp, r.ref_logp, r.advantages, r.completion_mask, options).
   // 3. dapo: loss = (t.loss * m).sum(), metrics kl = t.kl.sum(), clip_ratio = t.clipped.sum().
   //    Otherwise: loss = aggregate_grpo_loss(t.loss, mask, options), metrics divided by the

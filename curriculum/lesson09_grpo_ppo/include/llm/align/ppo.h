@@ -123,6 +123,7 @@ struct PpoOptions {
   std::string kl_estimator = "k1";
   double gamma = 1.0;
   double lam = 0.95;
+  double temperature = 1.0;  // the sampling temperature, divided out of the logits (TRL's PPOConfig: 0.7)
 };
 
 struct PpoLosses {
@@ -156,8 +157,9 @@ struct PpoRollout {
 // the micro-batches' losses, as TRL's accelerator.accumulate gives), metrics pg_loss, vf_loss,
 // clipfrac, vf_clipfrac, approx_kl.
 inline LossSum ppo_loss_sum(PolicyWithValue& model, const PpoRollout& r, const PpoOptions& options) {
-  // [logits, values] = model(input_ids, attention_mask); logp = token_logprobs of the shifted ids,
-  // aligned like rollout_logprobs (grpo.h); l = ppo_losses(...); return {l.loss, metrics}.
+  // [logits, values] = model(input_ids, attention_mask); logp = token_logprobs of the shifted ids
+  // with logits / options.temperature, aligned like rollout_logprobs (grpo.h); l = ppo_losses(...);
+  // return {l.loss, metrics}.
   LLM_TODO("lesson09: ppo_loss_sum(): one forward of policy and value head, the PPO losses and their metrics");
 }
 

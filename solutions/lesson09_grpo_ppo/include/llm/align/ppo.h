@@ -183,6 +183,7 @@ struct PpoOptions {
   std::string kl_estimator = "k1";
   double gamma = 1.0;
   double lam = 0.95;
+  double temperature = 1.0;  // the sampling temperature, divided out of the logits (TRL's PPOConfig: 0.7)
 };
 
 struct PpoLosses {
@@ -243,10 +244,13 @@ struct PpoRollout {
 // the micro-batches' losses, as TRL's accelerator.accumulate gives), metrics pg_loss, vf_loss,
 // clipfrac, vf_clipfrac, approx_kl.
 inline LossSum ppo_loss_sum(PolicyWithValue& model, const PpoRollout& r, const PpoOptions& options) {
-  // [logits, values] = model(input_ids, attention_mask); logp = token_logprobs of the shifted ids,
-  // aligned like rollout_logprobs (grpo.h); l = ppo_losses(...); return {l.loss, metrics}.
+  // [logits, values] = model(input_ids, attention_mask); logp = token_logprobs of the shifted ids
+  // with logits / options.temperature, aligned like rollout_logprobs (grpo.h); l = ppo_losses(...);
+  // return {l.loss, metrics}.
   // BEGIN SOLUTION: ppo_loss_sum(): one forward of policy and value head, the PPO losses and their metrics
   auto [logits, values] = model(r.input_ids, r.attention_mask);
+  TORCH_CHECK(options.temperature > 0, "ppo_loss_sum: temperature must be > 0, got ", options.temperature);
+  if (options.temperature != 1.0) logits = logits / options.temperature;
   const int64_t S = r.input_ids.size(1);
   auto per = token_logprobs(logits.narrow(1, 0, S - 1), r.input_ids.narrow(1, 1, S - 1));
   auto logp = torch::cat({torch::zeros({r.input_ids.size(0), 1}, per.options()), per}, 1);
