@@ -258,6 +258,17 @@ std::string PairedChange::describe() const {
                      p_value < 1e-4 ? std::string("< 0.0001") : fmt::format("= {:.4f}", p_value));
 }
 
+nlohmann::json task_change_json(const TaskEval& before, const TaskEval& after) {
+  return {{"before", before.to_json()},
+          {"after", after.to_json()},
+          {"accuracy_before", before.accuracy},
+          {"accuracy_after", after.accuracy},
+          {"paired", paired_change(before, after).to_json()},
+          {"reward_before", before.mean_reward},
+          {"reward_after", after.mean_reward},
+          {"test_problems", after.problems}};
+}
+
 std::string format_accuracy_change(const char* what, const TaskEval& before, const TaskEval& after) {
   return fmt::format("{} {:.3f} -> {:.3f} (n = {}; {})", what, before.accuracy, after.accuracy, after.problems,
                      paired_change(before, after).describe());

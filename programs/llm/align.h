@@ -147,6 +147,9 @@ struct PairedChange {
   std::string describe() const;  // "41 fixed, 12 broken, exact McNemar p < 0.0001"
 };
 PairedChange paired_change(const TaskEval& before, const TaskEval& after);
+// What every stage's summary.json says about the held-out problems: both evaluations, accuracy and
+// mean reward before and after, the paired counts, and the number of problems.
+nlohmann::json task_change_json(const TaskEval& before, const TaskEval& after);
 // "held-out accuracy 0.448 -> 0.470 (n = 600; 41 fixed, 12 broken, exact McNemar p < 0.0001)"
 std::string format_accuracy_change(const char* what, const TaskEval& before, const TaskEval& after);
 

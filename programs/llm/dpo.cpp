@@ -216,25 +216,20 @@ int run(const StageOptions& o) {
       pref_after, reward_acc, held_out.size(), made_up_after, made_up.size());
   print_task_eval("after DPO", after);
   const double seconds = elapsed_before + progress.elapsed();
-  finish_stage(stage, model,
-               {{"steps", opt.trainer->step_count()},
-                {"seconds", seconds},
-                {"preference_accuracy_before", pref_before},
-                {"preference_accuracy_after", pref_after},
-                {"reward_accuracy_after", reward_acc},
-                {"preference_pairs", held_out.size()},
-                {"preference_pairs_own_mistakes", own_mistakes},
-                {"rejected", dpo.rejected},
-                {"made_up_preference_accuracy_before", made_up_before},
-                {"made_up_preference_accuracy_after", made_up_after},
-                {"made_up_preference_pairs", made_up.size()},
-                {"before", before.to_json()},
-                {"after", after.to_json()},
-                {"accuracy_before", before.accuracy},
-                {"accuracy_after", after.accuracy},
-                {"paired", paired_change(before, after).to_json()},
-                {"test_problems", after.problems}},
-               {{"loss", "DPO loss"}, {"rewards/accuracies", "reward accuracy (train batch)"}}, "loss");
+  nlohmann::json summary = task_change_json(before, after);
+  summary.update({{"steps", opt.trainer->step_count()},
+                  {"seconds", seconds},
+                  {"preference_accuracy_before", pref_before},
+                  {"preference_accuracy_after", pref_after},
+                  {"reward_accuracy_after", reward_acc},
+                  {"preference_pairs", held_out.size()},
+                  {"preference_pairs_own_mistakes", own_mistakes},
+                  {"rejected", dpo.rejected},
+                  {"made_up_preference_accuracy_before", made_up_before},
+                  {"made_up_preference_accuracy_after", made_up_after},
+                  {"made_up_preference_pairs", made_up.size()}});
+  finish_stage(stage, model, summary, {{"loss", "DPO loss"}, {"rewards/accuracies", "reward accuracy (train batch)"}},
+               "loss");
   fmt::print(
       "dpo: {} steps in {}; {}; {}\n", opt.trainer->step_count(), format_duration(seconds),
       format_change("held-out preference accuracy", pref_before, pref_after, static_cast<int64_t>(held_out.size())),

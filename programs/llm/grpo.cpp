@@ -180,18 +180,9 @@ int run(const StageOptions& o) {
   const TaskEval after = evaluate_tasks(model, tok, stage.chat, tasks);
   print_task_eval("after GRPO", after);
   const double seconds = elapsed_before + progress.elapsed();
-  finish_stage(stage, model,
-               {{"steps", opt.trainer->step_count()},
-                {"seconds", seconds},
-                {"before", before.to_json()},
-                {"after", after.to_json()},
-                {"accuracy_before", before.accuracy},
-                {"accuracy_after", after.accuracy},
-                {"paired", paired_change(before, after).to_json()},
-                {"reward_before", before.mean_reward},
-                {"reward_after", after.mean_reward},
-                {"test_problems", after.problems}},
-               {{"reward_mean", "mean reward of the sampled answers"}}, "reward");
+  nlohmann::json summary = task_change_json(before, after);
+  summary.update({{"steps", opt.trainer->step_count()}, {"seconds", seconds}});
+  finish_stage(stage, model, summary, {{"reward_mean", "mean reward of the sampled answers"}}, "reward");
   fmt::print("grpo: {} steps in {}; {}; {}\n", opt.trainer->step_count(), format_duration(seconds),
              format_accuracy_change("held-out accuracy", before, after),
              format_change("mean reward", before.mean_reward, after.mean_reward, after.problems));

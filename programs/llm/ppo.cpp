@@ -188,18 +188,9 @@ int run(const StageOptions& o) {
   const TaskEval after = evaluate_tasks(policy, tok, stage.chat, tasks);
   print_task_eval("after PPO", after);
   const double seconds = elapsed_before + progress.elapsed();
-  finish_stage(stage, policy,
-               {{"steps", opt.trainer->step_count()},
-                {"seconds", seconds},
-                {"before", before.to_json()},
-                {"after", after.to_json()},
-                {"accuracy_before", before.accuracy},
-                {"accuracy_after", after.accuracy},
-                {"paired", paired_change(before, after).to_json()},
-                {"reward_before", before.mean_reward},
-                {"reward_after", after.mean_reward},
-                {"test_problems", after.problems}},
-               {{"score_mean", "mean task score of the sampled answers"}}, "score");
+  nlohmann::json summary = task_change_json(before, after);
+  summary.update({{"steps", opt.trainer->step_count()}, {"seconds", seconds}});
+  finish_stage(stage, policy, summary, {{"score_mean", "mean task score of the sampled answers"}}, "score");
   fmt::print("ppo: {} steps in {}; {}; {}\n", opt.trainer->step_count(), format_duration(seconds),
              format_accuracy_change("held-out accuracy", before, after),
              format_change("mean reward", before.mean_reward, after.mean_reward, after.problems));

@@ -247,16 +247,11 @@ int run(const StageOptions& o) {
   const TaskEval after = evaluate_tasks(model, tok, stage.chat, tasks);
   print_task_eval("after SFT", after);
   const double seconds = elapsed_before + progress.elapsed();
-  nlohmann::json summary = {{"steps", opt.trainer->step_count()},
-                            {"seconds", seconds},
-                            {"before", before.to_json()},
-                            {"after", after.to_json()},
-                            {"accuracy_before", before.accuracy},
-                            {"accuracy_after", after.accuracy},
-                            {"paired", paired_change(before, after).to_json()},
-                            {"test_problems", after.problems},
-                            {"tokens", extra.value("tokens", int64_t{0})},
-                            {"peak_rss_mb", peak_rss_mb()}};
+  nlohmann::json summary = task_change_json(before, after);
+  summary.update({{"steps", opt.trainer->step_count()},
+                  {"seconds", seconds},
+                  {"tokens", extra.value("tokens", int64_t{0})},
+                  {"peak_rss_mb", peak_rss_mb()}});
   if (lora.r > 0) {
     // The adapters alone (PEFT's layout), then merged: final/ is an ordinary model folder.
     const std::string adapter_dir = (std::filesystem::path(stage.dir) / "adapter").string();
