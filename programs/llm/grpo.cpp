@@ -27,6 +27,7 @@ struct GrpoSection {
   double beta = 0.04;  // KL weight (TRL <= 0.18 and DeepSeekMath: 0.04; TRL now 0)
   std::string loss_type = "dapo";
   std::string scale_rewards = "group";
+  std::string train_tasks;  // the tasks whose train problems are the prompts; empty = tasks.names
   static const std::vector<Field<GrpoSection>>& fields() {
     static const std::vector<Field<GrpoSection>> table = {
         {"group_size", &GrpoSection::group_size, "answers sampled per prompt (G)"},
@@ -37,6 +38,9 @@ struct GrpoSection {
         {"beta", &GrpoSection::beta, "weight of the k3 KL to the reference; 0 = no reference"},
         {"loss_type", &GrpoSection::loss_type, "grpo, bnpo, dr_grpo or dapo"},
         {"scale_rewards", &GrpoSection::scale_rewards, "group, batch or none"},
+        {"train_tasks", &GrpoSection::train_tasks,
+         "tasks whose train problems are the prompts, e.g. capital (empty: tasks.names; the held-out "
+         "evaluation always covers tasks.names)"},
     };
     return table;
   }
@@ -57,6 +61,13 @@ struct GrpoSection {
     if (!(temperature > 0)) throw ConfigError("grpo.temperature must be > 0, got " + std::to_string(temperature));
     if (scale_rewards != "group" && scale_rewards != "batch" && scale_rewards != "none") {
       throw ConfigError("grpo.scale_rewards '" + scale_rewards + "' is not one of: batch, group, none");
+    }
+    if (!train_tasks.empty()) {
+      try {
+        parse_task_list(train_tasks);
+      } catch (const std::invalid_argument& e) {
+        throw ConfigError(std::string("grpo.train_tasks: ") + e.what());
+      }
     }
     options(1).validate();
   }
@@ -88,6 +99,7 @@ int run(const StageOptions& o) {
   auto& model = stage.loaded.model;
   const auto& tok = stage.loaded.tokenizer;
   const GrpoOptions options = grpo.options(tasks.max_new_tokens);
+  const auto prompt_tasks = grpo.train_tasks.empty() ? stage.tasks : parse_task_list(grpo.train_tasks);
   CausalLM reference{nullptr};
   if (options.beta > 0) {
     reference = load_frozen_reference(o.model_dir);
@@ -111,7 +123,7 @@ int run(const StageOptions& o) {
   std::function<std::vector<Rollout>()> next = [&] {
     const int64_t step = opt.trainer->step_count();
     const auto problems =
-        make_task_examples(stage.tasks, Split::kTrain, seed, grpo.prompts_per_step, step * grpo.prompts_per_step);
+        make_task_examples(prompt_tasks, Split::kTrain, seed, grpo.prompts_per_step, step * grpo.prompts_per_step);
     const auto s = sample_answers(model, tok, stage.chat, problems, grpo.group_size, grpo.temperature,
                                   tasks.max_new_tokens, seed * 7919 + static_cast<uint64_t>(step));
     const int64_t N = static_cast<int64_t>(s.texts.size());
