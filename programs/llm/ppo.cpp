@@ -131,10 +131,8 @@ int run(const StageOptions& o) {
       torch::NoGradGuard no_grad;
       model->eval();
       auto [logits, values] = model(rows.input_ids, rows.attention_mask);
-      const int64_t S = rows.input_ids.size(1);
       // Scored at the sampling temperature, as ppo_loss_sum scores them (TRL divides both by it).
-      auto per = token_logprobs((logits / options.temperature).narrow(1, 0, S - 1), rows.input_ids.narrow(1, 1, S - 1));
-      rollout.old_logp = torch::cat({torch::zeros({N, 1}), per}, 1);
+      rollout.old_logp = shifted_logprobs(logits, rows.input_ids, options.temperature);
       rollout.old_values = values;
       const auto ref_logp = rollout_logprobs(reference, rows.input_ids, rows.attention_mask, options.temperature);
       const auto rewards =

@@ -206,6 +206,23 @@ TEST_F(GrpoAggregationTest, GrpoBnpoDrGrpoAndDapoOnAWorkedExample) {
 
 // ----------------------------------------------------------------------------- rollout log-probs
 
+TEST_F(RolloutLogprobsTest, ShiftedLogprobsGivesHandWorkedValuesAtTwoTemperatures) {
+  // One row, V = 2, ids = (1, 1, 0). Position 0's logits (0, ln 3) predict ids[1] = 1 with
+  // p = 3/4; position 1's (ln 4, 0) predict ids[2] = 0 with p = 4/5; position 2's predict nothing
+  // (their 100 must not show). At T = 1/2 the logits double: p = 9/10 and 16/17.
+  const auto logits = torch::tensor({0.0, std::log(3.0), std::log(4.0), 0.0, 100.0, -100.0}).view({1, 3, 2});
+  const auto ids = torch::tensor({1, 1, 0}, torch::kInt64).view({1, 3});
+  const auto out = llm::shifted_logprobs(logits.to(torch::kFloat32), ids);
+  ASSERT_EQ(out.sizes(), (std::vector<int64_t>{1, 3})) << "aligned with the ids";
+  EXPECT_EQ(out.scalar_type(), torch::kFloat32);
+  EXPECT_TRUE(AllClose(out, F32({0.0f, std::log(0.75f), std::log(0.8f)}).view({1, 3}), 0, 1e-6))
+      << "(0, ln 3/4, ln 4/5): column 0 is 0, column t scores ids[t] with position t-1's logits";
+  const auto half = llm::shifted_logprobs(logits.to(torch::kFloat32), ids, 0.5);
+  EXPECT_TRUE(AllClose(half, F32({0.0f, std::log(0.9f), std::log(16.0f / 17.0f)}).view({1, 3}), 0, 1e-6))
+      << "T = 0.5: log_softmax(logits / 0.5) gives (0, ln 9/10, ln 16/17)";
+  EXPECT_TRUE(ThrowsWith([&] { llm::shifted_logprobs(logits, ids, -1.0); }, {"temperature", "-1"}));
+}
+
 TEST_F(RolloutLogprobsTest, ColumnTIsTheLogProbOfTokenTGivenThePrefixAndColumnZeroIsZero) {
   llm::CausalLM model(TinyConfig());
   const auto rows = GroupRows();  // left-padded prompts, right-padded completions, S = 8

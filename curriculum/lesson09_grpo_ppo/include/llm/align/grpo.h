@@ -134,17 +134,29 @@ struct Rollout {
   torch::Tensor advantages;  // (N,)
 };
 
-// Log-probs of every row's tokens under `model`, aligned with input_ids: out[:, t] = log p(ids[t] |
-// ids[<t]) for t >= 1, and 0 at t = 0 (no prediction). (N, S) float32.
+// Log-probs of every row's tokens from the model's logits, aligned with input_ids:
+//   out[:, t] = log softmax(logits[:, t-1] / temperature)[ids[t]]   for t >= 1,   out[:, 0] = 0
+// logits (N, S, V) from one forward over ids (N, S); out (N, S) float32.
+//
+// Position t-1 predicts token t, so the logits drop their last column and the ids their first;
+// the zero column in front keeps out[:, t] on the same index as ids[:, t], so a completion mask
+// over the ids selects its log-probs directly.
 //
 // The distribution is the one the answers were sampled from: softmax(logits / temperature), as
 // TRL's _get_per_token_logps divides by its temperature. Scored at T = 1 instead, an answer sampled
 // at T = 0.7 has a ratio and a KL measured against a policy that never produced it.
+inline torch::Tensor shifted_logprobs(const torch::Tensor& logits, const torch::Tensor& input_ids,
+                                      double temperature = 1.0) {
+  // temperature > 0 (or name it); scaled = logits / temperature;
+  // per = token_logprobs(scaled[:, :-1], ids[:, 1:])   (N, S-1); prepend a column of zeros.
+  LLM_TODO("lesson09: shifted_logprobs(): next-token log-probs at the sampling temperature, aligned with the ids");
+}
+
+// The same for whole rows under `model`: one forward, then shifted_logprobs. (N, S) float32.
 inline torch::Tensor rollout_logprobs(CausalLM& model, const torch::Tensor& input_ids,
                                       const torch::Tensor& attention_mask, double temperature = 1.0) {
-  // logits = model(input_ids, 0, attention_mask) / temperature (> 0, or name it);
-  // per = token_logprobs(logits[:, :-1], ids[:, 1:]); prepend a column of zeros.
-  LLM_TODO("lesson09: rollout_logprobs(): shifted token log-probs of whole rows at the sampling temperature, aligned with the ids");
+  // return shifted_logprobs(model(input_ids, 0, attention_mask), input_ids, temperature).
+  LLM_TODO("lesson09: rollout_logprobs(): one forward, then shifted_logprobs");
 }
 
 // GRPO on the lesson 10 trainer. The trainer divides the summed loss_sum of a step's micro-batches

@@ -157,8 +157,8 @@ struct PpoRollout {
 // the micro-batches' losses, as TRL's accelerator.accumulate gives), metrics pg_loss, vf_loss,
 // clipfrac, vf_clipfrac, approx_kl.
 inline LossSum ppo_loss_sum(PolicyWithValue& model, const PpoRollout& r, const PpoOptions& options) {
-  // [logits, values] = model(input_ids, attention_mask); logp = token_logprobs of the shifted ids
-  // with logits / options.temperature, aligned like rollout_logprobs (grpo.h); l = ppo_losses(...);
+  // [logits, values] = model(input_ids, attention_mask);
+  // logp = shifted_logprobs(logits, input_ids, options.temperature) (grpo.h); l = ppo_losses(...);
   // return {l.loss, metrics}.
   LLM_TODO("lesson09: ppo_loss_sum(): one forward of policy and value head, the PPO losses and their metrics");
 }

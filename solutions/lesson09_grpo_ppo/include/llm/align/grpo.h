@@ -190,23 +190,36 @@ struct Rollout {
   torch::Tensor advantages;  // (N,)
 };
 
-// Log-probs of every row's tokens under `model`, aligned with input_ids: out[:, t] = log p(ids[t] |
-// ids[<t]) for t >= 1, and 0 at t = 0 (no prediction). (N, S) float32.
+// Log-probs of every row's tokens from the model's logits, aligned with input_ids:
+//   out[:, t] = log softmax(logits[:, t-1] / temperature)[ids[t]]   for t >= 1,   out[:, 0] = 0
+// logits (N, S, V) from one forward over ids (N, S); out (N, S) float32.
+//
+// Position t-1 predicts token t, so the logits drop their last column and the ids their first;
+// the zero column in front keeps out[:, t] on the same index as ids[:, t], so a completion mask
+// over the ids selects its log-probs directly.
 //
 // The distribution is the one the answers were sampled from: softmax(logits / temperature), as
 // TRL's _get_per_token_logps divides by its temperature. Scored at T = 1 instead, an answer sampled
 // at T = 0.7 has a ratio and a KL measured against a policy that never produced it.
+inline torch::Tensor shifted_logprobs(const torch::Tensor& logits, const torch::Tensor& input_ids,
+                                      double temperature = 1.0) {
+  // temperature > 0 (or name it); scaled = logits / temperature;
+  // per = token_logprobs(scaled[:, :-1], ids[:, 1:])   (N, S-1); prepend a column of zeros.
+  // BEGIN SOLUTION: shifted_logprobs(): next-token log-probs at the sampling temperature, aligned with the ids
+  TORCH_CHECK(temperature > 0, "shifted_logprobs: temperature must be > 0, got ", temperature);
+  const int64_t S = input_ids.size(1);
+  auto scaled = temperature == 1.0 ? logits : logits / temperature;
+  auto per = token_logprobs(scaled.narrow(1, 0, S - 1), input_ids.narrow(1, 1, S - 1));
+  return torch::cat({torch::zeros({input_ids.size(0), 1}, per.options()), per}, 1);
+  // END SOLUTION
+}
+
+// The same for whole rows under `model`: one forward, then shifted_logprobs. (N, S) float32.
 inline torch::Tensor rollout_logprobs(CausalLM& model, const torch::Tensor& input_ids,
                                       const torch::Tensor& attention_mask, double temperature = 1.0) {
-  // logits = model(input_ids, 0, attention_mask) / temperature (> 0, or name it);
-  // per = token_logprobs(logits[:, :-1], ids[:, 1:]); prepend a column of zeros.
-  // BEGIN SOLUTION: rollout_logprobs(): shifted token log-probs of whole rows at the sampling temperature, aligned with the ids
-  TORCH_CHECK(temperature > 0, "rollout_logprobs: temperature must be > 0, got ", temperature);
-  const int64_t S = input_ids.size(1);
-  auto logits = model(input_ids, 0, attention_mask);  // (N, S, V)
-  if (temperature != 1.0) logits = logits / temperature;
-  auto per = token_logprobs(logits.narrow(1, 0, S - 1), input_ids.narrow(1, 1, S - 1));
-  return torch::cat({torch::zeros({input_ids.size(0), 1}, per.options()), per}, 1);
+  // return shifted_logprobs(model(input_ids, 0, attention_mask), input_ids, temperature).
+  // BEGIN SOLUTION: rollout_logprobs(): one forward, then shifted_logprobs
+  return shifted_logprobs(model(input_ids, 0, attention_mask), input_ids, temperature);
   // END SOLUTION
 }
 

@@ -244,16 +244,12 @@ struct PpoRollout {
 // the micro-batches' losses, as TRL's accelerator.accumulate gives), metrics pg_loss, vf_loss,
 // clipfrac, vf_clipfrac, approx_kl.
 inline LossSum ppo_loss_sum(PolicyWithValue& model, const PpoRollout& r, const PpoOptions& options) {
-  // [logits, values] = model(input_ids, attention_mask); logp = token_logprobs of the shifted ids
-  // with logits / options.temperature, aligned like rollout_logprobs (grpo.h); l = ppo_losses(...);
+  // [logits, values] = model(input_ids, attention_mask);
+  // logp = shifted_logprobs(logits, input_ids, options.temperature) (grpo.h); l = ppo_losses(...);
   // return {l.loss, metrics}.
   // BEGIN SOLUTION: ppo_loss_sum(): one forward of policy and value head, the PPO losses and their metrics
   auto [logits, values] = model(r.input_ids, r.attention_mask);
-  TORCH_CHECK(options.temperature > 0, "ppo_loss_sum: temperature must be > 0, got ", options.temperature);
-  if (options.temperature != 1.0) logits = logits / options.temperature;
-  const int64_t S = r.input_ids.size(1);
-  auto per = token_logprobs(logits.narrow(1, 0, S - 1), r.input_ids.narrow(1, 1, S - 1));
-  auto logp = torch::cat({torch::zeros({r.input_ids.size(0), 1}, per.options()), per}, 1);
+  auto logp = shifted_logprobs(logits, r.input_ids, options.temperature);
   auto l = ppo_losses(logp, values, r.old_logp, r.old_values, r.advantages, r.returns, r.completion_mask, options);
   return {l.loss,
           {{"pg_loss", l.pg_loss.item<double>()},
