@@ -93,6 +93,7 @@ TaskEval evaluate_tasks(CausalLM& model, const BpeTokenizer& tok, const ChatTemp
       e.mean_reward += task_reward(chunk[i], s.texts[i], s.ended[i]);
       e.ended += s.ended[i];
       e.correct.push_back(correct);
+      e.task_of.push_back(chunk[i].task);
       auto& c = counts[chunk[i].task];
       c.first += correct;
       c.second += 1;
@@ -226,15 +227,16 @@ std::string format_change(const char* what, double before, double after, int64_t
   return fmt::format("{} {:.3f} -> {:.3f} (n = {})", what, before, after, n);
 }
 
-PairedChange paired_change(const TaskEval& before, const TaskEval& after) {
-  if (before.correct.size() != after.correct.size()) {
+PairedChange paired_change(const TaskEval& before, const TaskEval& after, const std::string& task) {
+  if (before.correct.size() != after.correct.size() || before.task_of != after.task_of) {
     throw std::invalid_argument(
-        fmt::format("paired_change: {} problems before but {} after (the same test set is needed)",
+        fmt::format("paired_change: {} problems before but {} after, or other tasks (the same test set is needed)",
                     before.correct.size(), after.correct.size()));
   }
   PairedChange c;
-  c.problems = static_cast<int64_t>(after.correct.size());
   for (size_t i = 0; i < after.correct.size(); ++i) {
+    if (!task.empty() && after.task_of[i] != task) continue;
+    c.problems += 1;
     c.fixed += !before.correct[i] && after.correct[i];
     c.broken += before.correct[i] && !after.correct[i];
   }
@@ -259,11 +261,15 @@ std::string PairedChange::describe() const {
 }
 
 nlohmann::json task_change_json(const TaskEval& before, const TaskEval& after) {
+  nlohmann::json paired_per_task = nlohmann::json::object();
+  for (const auto& [task, accuracy] : after.per_task)
+    paired_per_task[task] = paired_change(before, after, task).to_json();
   return {{"before", before.to_json()},
           {"after", after.to_json()},
           {"accuracy_before", before.accuracy},
           {"accuracy_after", after.accuracy},
           {"paired", paired_change(before, after).to_json()},
+          {"paired_per_task", paired_per_task},
           {"reward_before", before.mean_reward},
           {"reward_after", after.mean_reward},
           {"test_problems", after.problems}};

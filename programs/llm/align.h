@@ -85,6 +85,7 @@ struct TaskEval {
   std::map<std::string, double> per_task;  // accuracy per task
   std::vector<std::string> samples;        // a few "prompt -> answer" lines
   std::vector<bool> correct;               // per test problem, in order (the paired comparison below)
+  std::vector<std::string> task_of;        // per test problem, its task (the paired comparison per task)
   nlohmann::json to_json() const;
 };
 TaskEval evaluate_tasks(CausalLM& model, const BpeTokenizer& tok, const ChatTemplate& chat, const TaskConfig& config);
@@ -146,9 +147,11 @@ struct PairedChange {
   nlohmann::json to_json() const;
   std::string describe() const;  // "41 fixed, 12 broken, exact McNemar p < 0.0001"
 };
-PairedChange paired_change(const TaskEval& before, const TaskEval& after);
+// The same held-out problems before and after; with `task`, only that task's problems.
+PairedChange paired_change(const TaskEval& before, const TaskEval& after, const std::string& task = "");
 // What every stage's summary.json says about the held-out problems: both evaluations, accuracy and
-// mean reward before and after, the paired counts, and the number of problems.
+// mean reward before and after, the paired counts (of all problems, and per task), and the number
+// of problems.
 nlohmann::json task_change_json(const TaskEval& before, const TaskEval& after);
 // "held-out accuracy 0.448 -> 0.470 (n = 600; 41 fixed, 12 broken, exact McNemar p < 0.0001)"
 std::string format_accuracy_change(const char* what, const TaskEval& before, const TaskEval& after);

@@ -193,11 +193,17 @@ int run(const StageOptions& o) {
   print_task_eval("after GRPO", after);
   const double seconds = elapsed_before + progress.elapsed();
   nlohmann::json summary = task_change_json(before, after);
-  summary.update({{"steps", opt.trainer->step_count()}, {"seconds", seconds}});
+  summary.update({{"steps", opt.trainer->step_count()}, {"seconds", seconds}, {"train_tasks", prompt_tasks}});
   finish_stage(stage, model, summary, {{"reward_mean", "mean reward of the sampled answers"}}, "reward");
   fmt::print("grpo: {} steps in {}; {}; {}\n", opt.trainer->step_count(), format_duration(seconds),
              format_accuracy_change("held-out accuracy", before, after),
              format_change("mean reward", before.mean_reward, after.mean_reward, after.problems));
+  for (const auto& task : prompt_tasks) {           // the tasks it trained on, on their own held-out problems
+    if (after.per_task.count(task) == 0) continue;  // trained on, but not among tasks.names
+    const auto c = paired_change(before, after, task);
+    fmt::print("grpo: trained task {}: held-out accuracy {:.3f} -> {:.3f} (n = {}; {})\n", task,
+               before.per_task.at(task), after.per_task.at(task), c.problems, c.describe());
+  }
   return 0;
 }
 

@@ -42,6 +42,11 @@ for stage, keys in need.items():
     for k in ["accuracy_before", "accuracy_after", "test_problems", "steps", "seconds"]:
         assert k in s, f"{stage}: summary.json lacks '{k}'"
     assert s["test_problems"] == 12, s["test_problems"]
+    # Paired counts per task partition the overall ones: every held-out problem in exactly one task.
+    per = s["paired_per_task"]
+    assert sorted(per) == ["add", "capital", "sub"], per
+    for k in ["fixed", "broken", "problems"]:
+        assert sum(c[k] for c in per.values()) == s["paired"][k], (stage, k, per, s["paired"])
 s = json.load(open(os.path.join(run, "dpo", "summary.json")))
 assert 0 <= s["preference_accuracy_before"] <= 1 and s["preference_pairs"] > 0, s
 print("every stage folder complete, with its metrics")
