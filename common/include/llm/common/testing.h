@@ -4,7 +4,8 @@
 //
 // AllClose follows torch::allclose's rule |a - b| <= atol + rtol * |b| elementwise, but when it
 // fails it says where and by how much (the max abs difference and its index), which is what a
-// learner needs to find the bug.
+// learner needs to find the bug. The functions that are not templates are compiled once, in
+// common/src/testing.cpp (part of llm_test_main), not again in every test file.
 #pragma once
 
 #include <llm/common/paths.h>
@@ -13,51 +14,18 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include <fmt/format.h>
-
 #include <string>
 #include <vector>
 
 namespace llm::testing {
 
-inline std::string FormatIndex(int64_t flat, c10::IntArrayRef sizes) {
-  std::vector<int64_t> index(sizes.size());
-  for (int64_t d = static_cast<int64_t>(sizes.size()) - 1; d >= 0; --d) {
-    index[d] = flat % sizes[d];
-    flat /= sizes[d];
-  }
-  return fmt::format("[{}]", fmt::join(index, ", "));
-}
+// The flat index `flat` of a tensor of `sizes` as "[i, j, k]".
+std::string FormatIndex(int64_t flat, c10::IntArrayRef sizes);
 
-inline ::testing::AssertionResult AllClose(const torch::Tensor& actual, const torch::Tensor& expected,
-                                           double rtol = 1e-5, double atol = 1e-6) {
-  if (!actual.defined() || !expected.defined()) {
-    return ::testing::AssertionFailure() << "an undefined tensor was compared";
-  }
-  if (actual.sizes() != expected.sizes()) {
-    return ::testing::AssertionFailure() << "shape " << actual.sizes() << " != expected shape " << expected.sizes();
-  }
-  if (actual.numel() == 0) return ::testing::AssertionSuccess();
-  // Compare in float64 on the CPU so the check itself adds no rounding.
-  auto a = actual.detach().to(torch::kCPU, torch::kFloat64).contiguous();
-  auto b = expected.detach().to(torch::kCPU, torch::kFloat64).contiguous();
-  auto nan_mismatch = a.isnan().ne(b.isnan());
-  if (nan_mismatch.any().item<bool>()) {
-    auto idx = nan_mismatch.flatten().nonzero()[0].item<int64_t>();
-    return ::testing::AssertionFailure() << "NaN where the other tensor has none, at " << FormatIndex(idx, a.sizes());
-  }
-  auto diff = (a - b).abs().nan_to_num(0.0);
-  auto allowed = atol + rtol * b.abs().nan_to_num(0.0);
-  auto bad = diff.gt(allowed);
-  if (!bad.any().item<bool>()) return ::testing::AssertionSuccess();
-  auto flat_max = diff.flatten().argmax().item<int64_t>();
-  return ::testing::AssertionFailure() << fmt::format(
-             "max abs diff {:.3g} at {} (actual {:.7g}, expected {:.7g}); {} of {} elements "
-             "outside atol={:g} + rtol={:g}*|expected|",
-             diff.flatten()[flat_max].item<double>(), FormatIndex(flat_max, a.sizes()),
-             a.flatten()[flat_max].item<double>(), b.flatten()[flat_max].item<double>(), bad.sum().item<int64_t>(),
-             a.numel(), atol, rtol);
-}
+// Passes when actual and expected have the same shape and |actual - expected| <= atol + rtol * |expected|
+// everywhere (NaN only where the other has NaN), compared in float64 on the CPU.
+::testing::AssertionResult AllClose(const torch::Tensor& actual, const torch::Tensor& expected, double rtol = 1e-5,
+                                    double atol = 1e-6);
 
 // Passes when `fn` throws an exception whose message contains every one of `needles` (the bad value,
 // the valid range...). A stub's NotImplemented never counts: "not implemented" is not a clear error.
@@ -82,11 +50,7 @@ template <typename Fn>
 
 // Gives `to` the parameters of `from` (the same architecture), so two modules differ only in their
 // options, e.g. dropout on and off.
-inline void CopyParameters(const torch::nn::Module& from, torch::nn::Module& to) {
-  torch::NoGradGuard no_grad;
-  auto source = from.named_parameters();
-  for (auto& p : to.named_parameters()) p.value().copy_(source[p.key()]);
-}
+void CopyParameters(const torch::nn::Module& from, torch::nn::Module& to);
 
 // A fixture that seeds torch's global generator, so every test starts from the same numbers.
 class SeededTest : public ::testing::Test {
