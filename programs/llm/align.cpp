@@ -280,4 +280,24 @@ std::string format_accuracy_change(const char* what, const TaskEval& before, con
                      paired_change(before, after).describe());
 }
 
+std::vector<std::string> train_task_list(const std::string& section, const std::string& list,
+                                         const std::vector<std::string>& stage_tasks) {
+  if (list.empty()) return stage_tasks;
+  try {
+    return parse_task_list(list);
+  } catch (const std::invalid_argument& e) {
+    throw ConfigError(section + ".train_tasks: " + e.what());
+  }
+}
+
+void print_trained_tasks(const std::string& stage, const std::vector<std::string>& trained, const TaskEval& before,
+                         const TaskEval& after) {
+  for (const auto& task : trained) {
+    if (after.per_task.count(task) == 0) continue;  // trained on, but not among tasks.names
+    const auto c = paired_change(before, after, task);
+    fmt::print("{}: trained task {}: held-out accuracy {:.3f} -> {:.3f} (n = {}; {})\n", stage, task,
+               before.per_task.at(task), after.per_task.at(task), c.problems, c.describe());
+  }
+}
+
 }  // namespace llm::cli

@@ -156,4 +156,14 @@ nlohmann::json task_change_json(const TaskEval& before, const TaskEval& after);
 // "held-out accuracy 0.448 -> 0.470 (n = 600; 41 fixed, 12 broken, exact McNemar p < 0.0001)"
 std::string format_accuracy_change(const char* what, const TaskEval& before, const TaskEval& after);
 
+// The tasks whose train problems an RL stage (grpo, ppo) samples its prompts from: `list`, the
+// section's train_tasks ("capital", "add,sub"), or tasks.names when it is empty. The held-out
+// evaluation always covers tasks.names. A bad list is a ConfigError naming `<section>.train_tasks`.
+std::vector<std::string> train_task_list(const std::string& section, const std::string& list,
+                                         const std::vector<std::string>& stage_tasks);
+// One line per trained task that the evaluation covers, on that task's own held-out problems:
+// "grpo: trained task capital: held-out accuracy 0.610 -> 0.660 (n = 200; 14 fixed, 4 broken, ...)"
+void print_trained_tasks(const std::string& stage, const std::vector<std::string>& trained, const TaskEval& before,
+                         const TaskEval& after);
+
 }  // namespace llm::cli

@@ -62,13 +62,7 @@ struct GrpoSection {
     if (scale_rewards != "group" && scale_rewards != "batch" && scale_rewards != "none") {
       throw ConfigError("grpo.scale_rewards '" + scale_rewards + "' is not one of: batch, group, none");
     }
-    if (!train_tasks.empty()) {
-      try {
-        parse_task_list(train_tasks);
-      } catch (const std::invalid_argument& e) {
-        throw ConfigError(std::string("grpo.train_tasks: ") + e.what());
-      }
-    }
+    train_task_list("grpo", train_tasks, {});
     options(1).validate();
   }
 };
@@ -99,7 +93,7 @@ int run(const StageOptions& o) {
   auto& model = stage.loaded.model;
   const auto& tok = stage.loaded.tokenizer;
   const GrpoOptions options = grpo.options(tasks.max_new_tokens);
-  const auto prompt_tasks = grpo.train_tasks.empty() ? stage.tasks : parse_task_list(grpo.train_tasks);
+  const auto prompt_tasks = train_task_list("grpo", grpo.train_tasks, stage.tasks);
   CausalLM reference{nullptr};
   if (options.beta > 0) {
     reference = load_frozen_reference(o.model_dir);
@@ -198,12 +192,7 @@ int run(const StageOptions& o) {
   fmt::print("grpo: {} steps in {}; {}; {}\n", opt.trainer->step_count(), format_duration(seconds),
              format_accuracy_change("held-out accuracy", before, after),
              format_change("mean reward", before.mean_reward, after.mean_reward, after.problems));
-  for (const auto& task : prompt_tasks) {           // the tasks it trained on, on their own held-out problems
-    if (after.per_task.count(task) == 0) continue;  // trained on, but not among tasks.names
-    const auto c = paired_change(before, after, task);
-    fmt::print("grpo: trained task {}: held-out accuracy {:.3f} -> {:.3f} (n = {}; {})\n", task,
-               before.per_task.at(task), after.per_task.at(task), c.problems, c.describe());
-  }
+  print_trained_tasks("grpo", prompt_tasks, before, after);
   return 0;
 }
 

@@ -19,7 +19,10 @@ small=(--set tasks.test_size=12 --set tasks.max_new_tokens=4 --set train.threads
 "$llm" grpo --model "$work/run/dpo/final" --run "$work/run" "${small[@]}" --set train.max_steps=2 \
   --set grpo.prompts_per_step=2 --set grpo.group_size=4 >"$work/grpo.log" 2>&1 || fail "grpo failed: $(tail -3 "$work/grpo.log")"
 "$llm" ppo --model "$work/run/sft/final" --run "$work/run" "${small[@]}" --set train.max_steps=4 \
-  --set ppo.epochs=2 --set ppo.prompts_per_rollout=4 >"$work/ppo.log" 2>&1 || fail "ppo failed: $(tail -3 "$work/ppo.log")"
+  --set ppo.epochs=2 --set ppo.prompts_per_rollout=4 --set ppo.train_tasks=capital >"$work/ppo.log" 2>&1 ||
+  fail "ppo failed: $(tail -3 "$work/ppo.log")"
+grep -q "^ppo: trained task capital: held-out accuracy" "$work/ppo.log" ||
+  fail "ppo does not report its trained task: $(tail -3 "$work/ppo.log")"
 
 python3 - "$work/run" <<'PY' || fail "a stage folder is incomplete"
 import json, os, sys
@@ -47,6 +50,10 @@ for stage, keys in need.items():
     assert sorted(per) == ["add", "capital", "sub"], per
     for k in ["fixed", "broken", "problems"]:
         assert sum(c[k] for c in per.values()) == s["paired"][k], (stage, k, per, s["paired"])
+# The RL stages' prompts: every task by default (grpo), only the ones named by train_tasks (ppo).
+for stage, tasks in [("grpo", ["add", "sub", "capital"]), ("ppo", ["capital"])]:
+    s = json.load(open(os.path.join(run, stage, "summary.json")))
+    assert s["train_tasks"] == tasks, (stage, s["train_tasks"])
 s = json.load(open(os.path.join(run, "dpo", "summary.json")))
 assert 0 <= s["preference_accuracy_before"] <= 1 and s["preference_pairs"] > 0, s
 print("every stage folder complete, with its metrics")
@@ -143,6 +150,9 @@ EXPECT=("multiply" "sub" "capital")
 expect_error "an unknown task" sft --model "$work/run/pretrain/final" --run "$work/bad2" --set tasks.names=add,multiply
 EXPECT=("group_size" "1")
 expect_error "a group of one" grpo --model "$work/run/sft/final" --run "$work/bad3" --set grpo.group_size=1
+EXPECT=("ppo.train_tasks" "multiply" "capital")
+expect_error "an unknown task to train on" ppo --model "$work/run/sft/final" --run "$work/bad8" --set ppo.train_tasks=multiply
+[ ! -e "$work/bad8" ] || fail "a refused ppo run left a folder"
 EXPECT=("--model")
 expect_error "a missing model folder" sft --model "$work/nowhere" --run "$work/bad4"
 EXPECT=("lora.quantize" "nf4" "int3")
