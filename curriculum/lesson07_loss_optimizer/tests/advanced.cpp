@@ -343,6 +343,24 @@ TEST_F(AdamWAdvanced, SetLrChangesTheLearningRateOfEveryGroup) {
   }
 }
 
+TEST_F(AdamWAdvanced, SetLrScalesEachGroupByItsOwnLrScale) {
+  // A group's lr is the schedule's lr x its lr_scale (PyTorch's per-group base lr under LambdaLR):
+  // scale 0 holds a group still (no step and no decay), scale 10 steps ten times as far.
+  auto still = F32({1, -2}).requires_grad_(), fast = F32({3, 4}).requires_grad_();
+  still.mutable_grad() = F32({0.5, -0.5});
+  fast.mutable_grad() = F32({0.5, -0.5});
+  std::vector<llm::ParamGroup> groups = {llm::ParamGroup{"still", {"still"}, {still}, 1.0, 0.1, 0.0},
+                                         llm::ParamGroup{"fast", {"fast"}, {fast}, 1.0, 0.0, 10.0}};
+  llm::AdamW opt(std::move(groups));
+  opt.set_lr(0.01);
+  EXPECT_EQ(opt.groups()[0].lr, 0.0) << "lr_scale 0";
+  EXPECT_DOUBLE_EQ(opt.groups()[1].lr, 0.1) << "lr_scale 10";
+  opt.step();
+  EXPECT_TRUE(torch::equal(still.detach(), F32({1, -2}))) << "lr 0: neither an update nor decay";
+  // First step of lr * sign(g) (bias correction), with lr = 0.01 x 10.
+  EXPECT_TRUE(AllClose(fast, F32({3 - 0.1f, 4 + 0.1f}), 0, 1e-6)) << "the lr_scale 10 group's first step";
+}
+
 TEST_F(AdamWAdvanced, StateDictHoldsEachParametersMomentsAndStepByName) {
   auto net = TinyNet::Random();
   llm::AdamW opt(net.Groups(1e-2, 0.1), {0.9, 0.95, 1e-8});

@@ -30,8 +30,12 @@ struct ParamGroup {
   std::string name;  // "decay" or "no_decay", for logs
   std::vector<std::string> names;
   std::vector<torch::Tensor> params;
-  double lr = 1e-3;  // set every step by the schedule
+  double lr = 1e-3;  // set every step by the schedule: its lr x lr_scale
   double weight_decay = 0.0;
+  // This group's learning rate relative to the schedule's, as each PyTorch param group keeps its own
+  // base lr that a LambdaLR multiplies. 1 almost everywhere; PPO's value head learns faster (10x),
+  // and 0 holds a group still (PPO's value warm-up keeps the policy where it is).
+  double lr_scale = 1.0;
 };
 
 // Two groups from a module's named parameters: dim >= 2 with weight_decay, the rest with 0.
@@ -84,9 +88,9 @@ class Optimizer {
       }
     }
   }
-  // The schedule sets every group's learning rate at each step.
+  // The schedule sets every group's learning rate at each step: lr x the group's lr_scale.
   void set_lr(double lr) {
-    for (auto& g : groups_) g.lr = lr;
+    for (auto& g : groups_) g.lr = lr * g.lr_scale;
   }
   std::vector<ParamGroup>& groups() { return groups_; }
   const std::vector<ParamGroup>& groups() const { return groups_; }
