@@ -161,8 +161,12 @@ LoopOptions stage_loop_options(const TrainConfig& train) {
 }
 
 Optimization make_optimization(torch::nn::Module& model, const TrainConfig& train) {
+  return make_optimization(decay_param_groups(model.named_parameters(), train.learning_rate, train.weight_decay),
+                           train);
+}
+
+Optimization make_optimization(std::vector<ParamGroup> groups, const TrainConfig& train) {
   Optimization o;
-  auto groups = decay_param_groups(model.named_parameters(), train.learning_rate, train.weight_decay);
   o.optimizer = std::make_unique<AdamW>(std::move(groups), AdamWOptions{train.beta1, train.beta2, 1e-8});
   TrainerOptions to;
   to.grad_clip = train.grad_clip;

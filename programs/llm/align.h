@@ -120,6 +120,7 @@ struct Optimization {
   std::unique_ptr<Trainer> trainer;
 };
 Optimization make_optimization(torch::nn::Module& model, const TrainConfig& train);
+Optimization make_optimization(std::vector<ParamGroup> groups, const TrainConfig& train);  // groups of your own
 
 // Checkpoints of a stage: parameters of `module`, the optimizer, RNG and step (the stages' data is
 // a pure function of the step, so the step is the data cursor). resume_stage returns the step to

@@ -19,7 +19,8 @@ small=(--set tasks.test_size=12 --set tasks.max_new_tokens=4 --set train.threads
 "$llm" grpo --model "$work/run/dpo/final" --run "$work/run" "${small[@]}" --set train.max_steps=2 \
   --set grpo.prompts_per_step=2 --set grpo.group_size=4 >"$work/grpo.log" 2>&1 || fail "grpo failed: $(tail -3 "$work/grpo.log")"
 "$llm" ppo --model "$work/run/sft/final" --run "$work/run" "${small[@]}" --set train.max_steps=4 \
-  --set ppo.epochs=2 --set ppo.prompts_per_rollout=4 --set ppo.train_tasks=capital >"$work/ppo.log" 2>&1 ||
+  --set ppo.epochs=2 --set ppo.prompts_per_rollout=4 --set ppo.train_tasks=capital --set ppo.value_warmup_rollouts=1 \
+  >"$work/ppo.log" 2>&1 ||
   fail "ppo failed: $(tail -3 "$work/ppo.log")"
 grep -q "^ppo: trained task capital: held-out accuracy" "$work/ppo.log" ||
   fail "ppo does not report its trained task: $(tail -3 "$work/ppo.log")"
@@ -31,7 +32,8 @@ need = {
     "sft": ["loss", "grad_norm", "lr"],
     "dpo": ["loss", "rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins"],
     "grpo": ["loss", "reward_mean", "reward_std", "frac_reward_zero_std", "completion_length", "clipped_completions", "kl", "clip_ratio"],
-    "ppo": ["loss", "score_mean", "kl", "pg_loss", "vf_loss", "clipfrac", "approx_kl"],
+    "ppo": ["loss", "score_mean", "kl", "pg_loss", "vf_loss", "clipfrac", "approx_kl", "explained_variance",
+            "policy_lr_scale"],
 }
 for stage, keys in need.items():
     d = os.path.join(run, stage)
@@ -54,6 +56,9 @@ for stage, keys in need.items():
 for stage, tasks in [("grpo", ["add", "sub", "capital"]), ("ppo", ["capital"])]:
     s = json.load(open(os.path.join(run, stage, "summary.json")))
     assert s["train_tasks"] == tasks, (stage, s["train_tasks"])
+# PPO's value warm-up: the first rollout (2 steps) trains the value head alone, the policy's lr at 0.
+lines = [json.loads(l) for l in open(os.path.join(run, "ppo", "metrics.jsonl"))]
+assert [l["policy_lr_scale"] for l in lines] == [0, 0, 1, 1], [(l["step"], l["policy_lr_scale"]) for l in lines]
 s = json.load(open(os.path.join(run, "dpo", "summary.json")))
 assert 0 <= s["preference_accuracy_before"] <= 1 and s["preference_pairs"] > 0, s
 print("every stage folder complete, with its metrics")
@@ -153,6 +158,10 @@ expect_error "a group of one" grpo --model "$work/run/sft/final" --run "$work/ba
 EXPECT=("ppo.train_tasks" "multiply" "capital")
 expect_error "an unknown task to train on" ppo --model "$work/run/sft/final" --run "$work/bad8" --set ppo.train_tasks=multiply
 [ ! -e "$work/bad8" ] || fail "a refused ppo run left a folder"
+EXPECT=("ppo.value_warmup_rollouts 2" "train.max_steps 4")
+expect_error "a value warm-up as long as the run" ppo --model "$work/run/sft/final" --run "$work/bad9" \
+  --set train.max_steps=4 --set ppo.epochs=2 --set ppo.value_warmup_rollouts=2
+[ ! -e "$work/bad9" ] || fail "a refused ppo run left a folder"
 EXPECT=("--model")
 expect_error "a missing model folder" sft --model "$work/nowhere" --run "$work/bad4"
 EXPECT=("lora.quantize" "nf4" "int3")

@@ -58,6 +58,12 @@ namespace llm {
 // "normal" v_head_init_strategy with initializer_range 0.02), so values start near 0. TRL also puts
 // a dropout (p = 0.1) before the head; we leave it out: the tiny models here need no regularisation
 // and PPO's value targets are noisy enough.
+//
+// The head starts knowing nothing while the policy starts trained, and until it predicts the score
+// the advantages are mostly its errors. TRL sidesteps this by starting the value model from a trained
+// reward model; we have none, so `llm ppo` gives the head its own, larger learning rate (the
+// optimizer's lr_scale, lesson 07) and first trains it alone for a few rollouts with the policy held
+// still (verl's trainer.critic_warmup). Its explained_variance metric shows when it has caught up.
 struct PolicyWithValueImpl : torch::nn::Module {
   explicit PolicyWithValueImpl(CausalLM policy_model) : policy(std::move(policy_model)) {
     register_module("policy", policy);
