@@ -130,11 +130,12 @@ int run(const StageOptions& o) {
   // ---- model, optimizer, resume ----
   // Two kinds of groups: the policy's (decay / no_decay) and the value head's, which starts from
   // scratch while the policy starts trained, so it gets value_lr_scale times the learning rate.
+  const char* const kValueGroup = "value_head";
   auto groups = decay_param_groups(model->policy->named_parameters(), train.learning_rate, train.weight_decay);
   for (auto& g : groups) {
     for (auto& name : g.names) name = "policy." + name;
   }
-  groups.push_back({"value_head",
+  groups.push_back({kValueGroup,
                     {"v_head.weight", "v_head.bias"},
                     {model->v_head->weight, model->v_head->bias},
                     train.learning_rate,
@@ -153,8 +154,9 @@ int run(const StageOptions& o) {
   std::function<std::vector<PpoRollout>()> next = [&] {
     const int64_t step = opt.trainer->step_count();
     // Value warm-up: the policy's groups get learning rate 0 (verl's critic_warmup).
+    const double policy_lr_scale = step < warmup_steps ? 0.0 : 1.0;
     for (auto& g : opt.optimizer->groups()) {
-      if (g.name != "value_head") g.lr_scale = step < warmup_steps ? 0.0 : 1.0;
+      if (g.name != kValueGroup) g.lr_scale = policy_lr_scale;
     }
     if (step % ppo.epochs == 0 || !rollout.input_ids.defined()) {
       const int64_t index = step / ppo.epochs;
@@ -198,7 +200,7 @@ int run(const StageOptions& o) {
                          {"kl", kl},
                          {"non_score_reward", -options.kl_coef * kl},
                          {"explained_variance", explained},
-                         {"policy_lr_scale", step < warmup_steps ? 0.0 : 1.0},
+                         {"policy_lr_scale", policy_lr_scale},
                          {"completion_length", length / N},
                          {"clipped_completions", cut / N}};
       model->train();
@@ -221,11 +223,12 @@ int run(const StageOptions& o) {
     for (const auto& [k, v] : r.metrics) line[k] = v;
     stage.metrics.log(line);
     if (done % train.log_interval == 0 || done == 1 || done == train.max_steps) {
-      progress.update(done,
-                      fmt::format("{}score {:.3f} | kl {:.4f} | pg {:.4f} | vf {:.4f} | ev {:.2f} | clipfrac {:.3f}",
-                                  done <= warmup_steps ? "value warm-up | " : "", line["score_mean"].get<double>(),
-                                  line["kl"].get<double>(), r.metrics.at("pg_loss"), r.metrics.at("vf_loss"),
-                                  line["explained_variance"].get<double>(), r.metrics.at("clipfrac")));
+      progress.update(
+          done,
+          fmt::format("{}score {:.3f} | kl {:.4f} | pg {:.4f} | vf {:.4f} | ev {:.2f} | clipfrac {:.3f}",
+                      line["policy_lr_scale"].get<double>() == 0 ? "value warm-up | " : "",
+                      line["score_mean"].get<double>(), line["kl"].get<double>(), r.metrics.at("pg_loss"),
+                      r.metrics.at("vf_loss"), line["explained_variance"].get<double>(), r.metrics.at("clipfrac")));
     }
     return true;
   };

@@ -33,7 +33,7 @@ struct ParamGroup {
   double lr = 1e-3;  // set every step by the schedule: its lr x lr_scale
   double weight_decay = 0.0;
   // This group's learning rate relative to the schedule's, as each PyTorch param group keeps its own
-  // base lr that a LambdaLR multiplies. 1 almost everywhere; PPO's value head learns faster (10x),
+  // base lr that a LambdaLR multiplies. 1 almost everywhere; PPO's value head learns faster (100x),
   // and 0 holds a group still (PPO's value warm-up keeps the policy where it is).
   double lr_scale = 1.0;
 };
