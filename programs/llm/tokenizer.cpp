@@ -4,7 +4,10 @@
 //   llm tokenizer encode --tokenizer runs/demo/tokenizer --text "It is a truth universally acknowledged"
 //   llm tokenizer encode --gpt2 .cache/gpt2 --input data/austen/val.txt --format stats
 //   llm tokenizer decode --tokenizer runs/demo/tokenizer --ids "464 318 257"
+//   llm tokenizer encode --tokenizer ~/models/Qwen3-0.6B --text "<|im_start|>user" --format tokens
 //
+// --tokenizer takes a folder with Hugging Face's tokenizer.json (a downloaded model folder: Llama 3,
+// Qwen, SmolLM2) or with the vocab.json + merges.txt that `train` writes.
 // Every subcommand explains its options with --help.
 #include "../tokenizer_source.h"
 #include "commands.h"
@@ -100,20 +103,25 @@ int tokenizer_main(int argc, char** argv) {
   encode_source.add_options(*encode);
   std::vector<std::string> encode_inputs;
   std::string text, format = "ids";
-  bool no_special = false;
+  bool no_special = false, add_special = false;
   auto* input_opt = encode->add_option("--input", encode_inputs, "text file(s) to encode")->check(CLI::ExistingFile);
   encode->add_option("--text", text, "text to encode, given inline")->excludes(input_opt);
   encode->add_option("--format", format, "ids: one line of ids; tokens: the tokens, '|'-separated; stats: a summary")
       ->capture_default_str()
       ->check(CLI::IsMember({"ids", "tokens", "stats"}));
   encode->add_flag("--no-special", no_special, "treat special-token text such as <|endoftext|> as ordinary text");
+  encode->add_flag("--add-special-tokens", add_special,
+                   "add the tokenizer's post-processor tokens, e.g. Llama 3's <|begin_of_text|> in front "
+                   "(transformers' add_special_tokens=True)");
 
   // ---- decode ----
   auto* decode = app.add_subcommand("decode", "token ids -> text (bytes, written unchanged to stdout)");
   llm::programs::TokenizerSource decode_source;
   decode_source.add_options(*decode);
   std::string ids_text, ids_file;
+  bool skip_special = false;
   auto* ids_opt = decode->add_option("--ids", ids_text, "ids separated by spaces or commas");
+  decode->add_flag("--skip-special-tokens", skip_special, "leave special tokens such as <|eot_id|> out of the text");
   decode->add_option("--input", ids_file, "a file of whitespace-separated ids")
       ->check(CLI::ExistingFile)
       ->excludes(ids_opt);
@@ -153,7 +161,8 @@ int tokenizer_main(int argc, char** argv) {
         text = read_inputs(encode_inputs);
       }
       const auto start = Clock::now();
-      const auto ids = tok.encode(text, /*allow_special=*/!no_special);
+      auto ids = tok.encode(text, /*allow_special=*/!no_special);
+      if (add_special) ids = tok.with_special_tokens(ids);
       print_encoding(tok, text, ids, format, seconds_since(start));
     } else if (*decode) {
       auto tok = decode_source.load();
@@ -175,7 +184,7 @@ int tokenizer_main(int argc, char** argv) {
         }
         ids.push_back(static_cast<TokenId>(id));
       }
-      const std::string bytes = tok.decode(ids);
+      const std::string bytes = tok.decode(ids, skip_special);
       std::fwrite(bytes.data(), 1, bytes.size(), stdout);
       if (isatty(fileno(stdout))) std::fputc('\n', stdout);
     }

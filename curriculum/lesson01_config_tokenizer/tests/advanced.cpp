@@ -9,9 +9,12 @@
 #include <llm/tokenizer/bpe_files.h>
 #include <llm/tokenizer/bpe_trainer.h>
 #include <llm/tokenizer/byte_tokenizer.h>
+#include <llm/tokenizer/normalizer.h>
 #include <llm/tokenizer/pretokenizer.h>
+#include <llm/tokenizer/tokenizer_json.h>
 
 #include <filesystem>
+#include <functional>
 #include <random>
 
 namespace {
@@ -121,6 +124,24 @@ TEST(ConfigErrorsTest, EveryRuleOfValidateNamesTheKeyAndTheValue) {
   }
 }
 
+TEST(ConfigErrorsTest, HeadDimAndRopeScalingAreValidated) {
+  llm::ModelConfig c;
+  c.head_dim_override = -1;
+  EXPECT_TRUE(ThrowsWith([&] { c.validate(); }, {"head_dim", "-1"}));
+  c.head_dim_override = 7;
+  EXPECT_TRUE(ThrowsWith([&] { c.validate(); }, {"head_dim", "7", "even"}));
+  c.head_dim_override = 32, c.hidden_size = 250;  // 250 / 8 heads is no integer, but D is given
+  EXPECT_NO_THROW(c.validate()) << "with an explicit head_dim, C need not be a multiple of H";
+  c = llm::ModelConfig();
+  c.rope_scaling = "yarn";
+  EXPECT_TRUE(ThrowsWith([&] { c.validate(); }, {"rope_scaling", "yarn", "none, linear, llama3"}));
+  c.rope_scaling = "llama3";
+  c.rope_low_freq_factor = 4, c.rope_high_freq_factor = 1;
+  EXPECT_TRUE(ThrowsWith([&] { c.validate(); }, {"rope_low_freq_factor", "rope_high_freq_factor"}));
+  c.rope_low_freq_factor = 1, c.rope_high_freq_factor = 4, c.rope_factor = 0;
+  EXPECT_TRUE(ThrowsWith([&] { c.validate(); }, {"rope_factor", "positive"}));
+}
+
 TEST(ConfigErrorsTest, UnknownPresetListsTheValidOnes) {
   EXPECT_TRUE(
       ThrowsWith([] { llm::parse_run_config("model:\n  preset: huge\n"); }, {"'huge'", "tiny", "small", "medium"}));
@@ -143,6 +164,31 @@ TEST(ModelPresetsTest, SizesAreWhatTheirCommentsSay) {
   for (const auto& name : llm::ModelConfig::preset_names()) {
     EXPECT_NO_THROW(llm::ModelConfig::preset(name).validate()) << name;
   }
+}
+
+// Today's models counted with their switches: the published sizes of Llama-3.2-1B (1.24B),
+// Qwen2.5-0.5B (0.49B) and Qwen3-0.6B (0.60B; 0.44B without the embedding), all with tied
+// embeddings, from their config.json (meta-llama/Llama-3.2-1B, Qwen/Qwen2.5-0.5B, Qwen/Qwen3-0.6B).
+TEST(ModelConfigAdvanced, CountsTheParametersOfTodaysSmallModels) {
+  llm::ModelConfig llama;  // C 2048, 16 layers, 32 heads, 8 kv heads, F 8192, V 128256
+  llama.vocab_size = 128256, llama.hidden_size = 2048, llama.intermediate_size = 8192;
+  llama.num_hidden_layers = 16, llama.num_attention_heads = 32, llama.num_key_value_heads = 8;
+  llama.tie_word_embeddings = true;
+  EXPECT_EQ(llama.num_parameters(), 1235814400);
+  llm::ModelConfig qwen2;  // C 896, 24 layers, 14 heads, 2 kv heads, F 4864, q/k/v biases
+  qwen2.vocab_size = 151936, qwen2.hidden_size = 896, qwen2.intermediate_size = 4864;
+  qwen2.num_hidden_layers = 24, qwen2.num_attention_heads = 14, qwen2.num_key_value_heads = 2;
+  qwen2.tie_word_embeddings = true, qwen2.qkv_bias = true;
+  EXPECT_EQ(qwen2.num_parameters(), 494032768) << "q, k, v biases: H D + 2 Hkv D per layer";
+  llm::ModelConfig qwen3;  // C 1024, 28 layers, 16 heads of D 128, 8 kv heads, F 3072, QK-norm
+  qwen3.vocab_size = 151936, qwen3.hidden_size = 1024, qwen3.intermediate_size = 3072;
+  qwen3.num_hidden_layers = 28, qwen3.num_attention_heads = 16, qwen3.num_key_value_heads = 8;
+  qwen3.head_dim_override = 128, qwen3.tie_word_embeddings = true, qwen3.qk_norm = true;
+  EXPECT_EQ(qwen3.num_parameters(), 596049920) << "q and k project to H D = 2048; two norms of D per layer";
+  llm::ModelConfig biased = llm::ModelConfig::preset("tiny");
+  const int64_t plain = biased.num_parameters();
+  biased.attention_bias = true;  // Llama's attention_bias: q, k, v and o
+  EXPECT_EQ(biased.num_parameters() - plain, 4 * (128 + 2 * 64 + 128)) << "per layer H D + 2 Hkv D + C";
 }
 
 TEST(ModelConfigAdvanced, GeluMlpHasTwoMatricesAndMqaShrinksAttention) {
@@ -254,6 +300,200 @@ TEST_F(Gpt2Advanced, AnyBytesRoundTripIncludingInvalidUtf8) {
 TEST_F(Gpt2Advanced, DecodingAnUnknownIdNamesItAndTheRange) {
   auto tok = FromGpt2Files();
   EXPECT_TRUE(ThrowsWith([&] { tok.decode({15496, 50257}); }, {"50257", "0..50256"}));
+}
+
+// ------------------------------------------------------------- today's tokenizers: tokenizer.json
+
+// Every golden text, on every tokenizer: the ids without and with special tokens (Llama 3.2's
+// post-processor puts <|begin_of_text|> first), and decoding, with and without special tokens.
+class HfTokenizerAdvanced : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(HfTokenizerAdvanced, EveryGoldenTextGivesTheReferencesIds) {
+  ASSERT_TRUE(lesson01::HfTokenizerPresent(GetParam()));
+  auto tok = llm::load_tokenizer_folder(lesson01::HfTokenizerDir(GetParam()));
+  const auto& cases = lesson01::HfGolden(GetParam())["cases"];
+  ASSERT_GT(cases.size(), 50u);
+  for (const auto& c : cases) {
+    const std::string text = c["text"], name = c["name"];
+    const Ids ids = tok.encode(text);
+    EXPECT_EQ(ids, c["ids"].get<Ids>()) << GetParam() << ": " << name;
+    EXPECT_EQ(tok.with_special_tokens(ids), c["ids_with_special_tokens"].get<Ids>()) << GetParam() << ": " << name;
+    const Ids with = c["ids_with_special_tokens"].get<Ids>();
+    EXPECT_EQ(tok.decode(with), c["decoded"].get<std::string>()) << GetParam() << ": " << name;
+    EXPECT_EQ(tok.decode(with, /*skip_special=*/true), c["decoded_skip_special"].get<std::string>())
+        << GetParam() << ": " << name;
+  }
+}
+
+// decode(encode(x)) == x for any bytes, invalid UTF-8 included; with Qwen's NFC normalizer it is
+// NFC(x), which is x again for text already in NFC, as the ASCII and invalid bytes here are.
+TEST_P(HfTokenizerAdvanced, AnyBytesRoundTrip) {
+  ASSERT_TRUE(lesson01::HfTokenizerPresent(GetParam()));
+  auto tok = llm::load_tokenizer_folder(lesson01::HfTokenizerDir(GetParam()));
+  std::mt19937 rng(11);
+  for (int trial = 0; trial < 200; ++trial) {
+    std::string bytes(rng() % 48, '\0');
+    for (auto& b : bytes) b = static_cast<char>(trial % 2 ? rng() % 256 : 0x20 + rng() % 0x5F);
+    const std::string expected = tok.options().normalizer == llm::Normalizer::kNfc ? llm::nfc(bytes) : bytes;
+    EXPECT_EQ(tok.decode(tok.encode(bytes)), expected) << GetParam() << ", trial " << trial;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Tokenizers, HfTokenizerAdvanced,
+                         ::testing::Values("llama3", "llama3_2", "qwen2_5", "qwen3", "smollm2_style"));
+
+// Qwen's non-special added tokens (<think>, <tool_call>) are cut out even when special tokens are
+// read as text, as transformers' split_special_tokens=True leaves them.
+TEST(HfTokenizerRules, NonSpecialAddedTokensAreCutOutEvenWhenSpecialsAreText) {
+  ASSERT_TRUE(lesson01::HfTokenizerPresent("qwen3"));
+  auto tok = llm::load_tokenizer_folder(lesson01::HfTokenizerDir("qwen3"));
+  const llm::TokenId think = tok.added_id("<think>"), im_end = tok.added_id("<|im_end|>");
+  ASSERT_GE(think, 0);
+  ASSERT_GE(im_end, 0);
+  EXPECT_FALSE(tok.is_special(think)) << "<think> is an added token, not a special one";
+  const Ids as_text = tok.encode("<think>x</think><|im_end|>", /*allow_special=*/false);
+  EXPECT_EQ(as_text.front(), think) << "non-special added tokens stay whole";
+  EXPECT_EQ(std::count(as_text.begin(), as_text.end(), im_end), 0) << "<|im_end|> is text now";
+  EXPECT_EQ(tok.encode("<think>x</think><|im_end|>").back(), im_end);
+}
+
+// Qwen normalizes to NFC first, so "e" + U+0301 is "é"; Llama 3 has no normalizer.
+TEST(HfTokenizerRules, NfcNormalizationOnlyWhereTheTokenizerAsksForIt) {
+  for (const std::string name : {"qwen3", "llama3"}) ASSERT_TRUE(lesson01::HfTokenizerPresent(name));
+  auto qwen = llm::load_tokenizer_folder(lesson01::HfTokenizerDir("qwen3"));
+  auto llama = llm::load_tokenizer_folder(lesson01::HfTokenizerDir("llama3"));
+  EXPECT_EQ(qwen.encode("Caf"
+                        "e\xCC\x81"),
+            qwen.encode("Caf\xC3\xA9"))
+      << "NFC composes e + U+0301 into U+00E9";
+  EXPECT_NE(llama.encode("Caf"
+                         "e\xCC\x81"),
+            llama.encode("Caf\xC3\xA9"))
+      << "no normalizer: the bytes differ";
+}
+
+// A tokenizer.json written here, to test one rule at a time: the 256 byte tokens (GPT-2's
+// stand-ins), then `tokens`, made by `merges` ("a b", in rank order), with the given pre-tokenizer,
+// model options and added tokens.
+std::string SmallTokenizerJson(const std::vector<std::string>& merges, const nlohmann::json& pre_tokenizer,
+                               const nlohmann::json& added = nlohmann::json::array(),
+                               const nlohmann::json& model_extra = nlohmann::json::object()) {
+  nlohmann::json vocab = nlohmann::json::object();
+  for (int b = 0; b < 256; ++b) vocab[llm::bytes_to_gpt2_text(std::string(1, static_cast<char>(b)))] = b;
+  for (const auto& m : merges) {
+    const auto space = m.find(' ');
+    const std::string token = m.substr(0, space) + m.substr(space + 1);
+    if (!vocab.contains(token)) vocab[token] = static_cast<int>(vocab.size());
+  }
+  for (const auto& t : added) vocab[t["content"].get<std::string>()] = t["id"];
+  nlohmann::json model = {{"type", "BPE"}, {"vocab", vocab}, {"merges", merges}};
+  for (const auto& [k, v] : model_extra.items()) model[k] = v;
+  return nlohmann::json({{"added_tokens", added},
+                         {"normalizer", nullptr},
+                         {"pre_tokenizer", pre_tokenizer},
+                         {"decoder", {{"type", "ByteLevel"}}},
+                         {"model", model}})
+      .dump();
+}
+
+const nlohmann::json kByteLevel = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}};
+
+// Llama 3's ignore_merges: a piece that is itself in the vocabulary is that token. With the merges
+// (b, c) rank 0, (a, b) rank 1, (ab, c) rank 2, BPE turns "abc" into [a, bc] - (b, c) comes first,
+// and nothing merges "a" with "bc" - while the vocabulary holds "abc".
+TEST(HfTokenizerRules, IgnoreMergesTakesAWholeTokenOverItsMerges) {
+  const std::vector<std::string> merges = {"b c", "a b", "ab c"};
+  auto bpe = llm::parse_tokenizer_json(SmallTokenizerJson(merges, kByteLevel), "bpe.json");
+  auto whole = llm::parse_tokenizer_json(
+      SmallTokenizerJson(merges, kByteLevel, nlohmann::json::array(), {{"ignore_merges", true}}), "whole.json");
+  const llm::TokenId a = 'a', bc = 256, abc = 258;
+  EXPECT_EQ(bpe.encode("abc"), (Ids{a, bc})) << "plain BPE: the lowest-rank merge first";
+  EXPECT_EQ(whole.encode("abc"), (Ids{abc})) << "ignore_merges: \"abc\" is a token, so it is the token";
+  EXPECT_EQ(whole.encode("abcb"), bpe.encode("abcb")) << "a piece that is no token still goes through BPE";
+}
+
+// Hugging Face's Digits pre-tokenizer isolates every char::is_numeric character (Rust's Nd, Nl, No:
+// huggingface/tokenizers, pre_tokenizers/digits.rs), as llama.cpp's "smollm" \p{N} does; a merge of
+// two Arabic-Indic digits must never apply. (tokenizers.js, the JavaScript reference of the golden
+// file, uses \d, which in JavaScript is ASCII only: there the two references disagree, and the
+// Rust library is the one transformers runs.)
+TEST(HfTokenizerRules, DigitsIsolatesEveryUnicodeNumberNotJustAscii) {
+  const nlohmann::json digits = {{"type", "Sequence"},
+                                 {"pretokenizers", {{{"type", "Digits"}, {"individual_digits", true}}, kByteLevel}}};
+  // U+0663 U+0664 (Arabic-Indic 3 and 4) are D9 A3 and D9 A4: merge each, then the pair.
+  const std::string three = llm::bytes_to_gpt2_text("\xD9\xA3"), four = llm::bytes_to_gpt2_text("\xD9\xA4");
+  const std::vector<std::string> merges = {llm::bytes_to_gpt2_text("\xD9") + " " + llm::bytes_to_gpt2_text("\xA3"),
+                                           llm::bytes_to_gpt2_text("\xD9") + " " + llm::bytes_to_gpt2_text("\xA4"),
+                                           three + " " + four, "1 2"};
+  auto tok = llm::parse_tokenizer_json(SmallTokenizerJson(merges, digits), "digits.json");
+  EXPECT_EQ(tok.encode("\xD9\xA3\xD9\xA4"), (Ids{256, 257})) << "two digits, two tokens: never the merged 258";
+  EXPECT_EQ(tok.encode("12"), (Ids{'1', '2'}));
+}
+
+// lstrip and rstrip swallow the whitespace beside an added token; single_word only matches a token
+// with no word character next to it (huggingface/tokenizers, added_vocabulary.rs, find_matches).
+TEST(HfTokenizerRules, AddedTokenFlagsStripWhitespaceAndRespectWords) {
+  const nlohmann::json added = {
+      {{"id", 256}, {"content", "<mask>"}, {"special", true}, {"lstrip", true}, {"rstrip", false}},
+      {{"id", 257}, {"content", "<sep>"}, {"special", true}, {"lstrip", false}, {"rstrip", true}},
+      {{"id", 258}, {"content", "yes"}, {"special", false}, {"single_word", true}}};
+  auto tok = llm::parse_tokenizer_json(SmallTokenizerJson({}, kByteLevel, added), "flags.json");
+  EXPECT_EQ(tok.encode("a  <mask>"), (Ids{'a', 256})) << "lstrip: the two spaces go with <mask>";
+  EXPECT_EQ(tok.encode("<sep>  b"), (Ids{257, 'b'})) << "rstrip: the spaces after <sep> go with it";
+  EXPECT_EQ(tok.encode("yes"), (Ids{258}));
+  EXPECT_EQ(tok.encode("eyes"), (Ids{'e', 'y', 'e', 's'})) << "single_word: inside a word it is text";
+  EXPECT_EQ(tok.decode(tok.encode("a  <mask>")), "a<mask>") << "the stripped spaces are part of the token";
+}
+
+// Empty matches cut nothing and never stall the search (a regex such as "x*" matches "" anywhere).
+TEST(PreTokenizerAdvanced, EmptyMatchesCutNothingAndNeverLoop) {
+  const llm::RegexPreTokenizer stars("x*");
+  const auto pieces = stars.find_matches("abxxc");
+  ASSERT_EQ(pieces.size(), 3u);
+  EXPECT_EQ(pieces[0].text, "ab");
+  EXPECT_FALSE(pieces[0].matched);
+  EXPECT_EQ(pieces[1].text, "xx");
+  EXPECT_TRUE(pieces[1].matched);
+  EXPECT_EQ(pieces[2].text, "c");
+}
+
+// invert swaps the roles: the regex then finds what is kept between the cuts.
+TEST(PreTokenizerAdvanced, InvertTreatsTheMatchesAsTheTextBetween) {
+  const llm::RegexPreTokenizer words("[a-z]+");
+  const auto pieces = words.find_matches("ab, cd");
+  using V = std::vector<std::string_view>;
+  EXPECT_EQ(llm::apply_split_behavior(pieces, llm::SplitBehavior::kRemoved, /*invert=*/true), (V{"ab", "cd"}));
+  EXPECT_EQ(llm::apply_split_behavior(pieces, llm::SplitBehavior::kMergedWithPrevious, /*invert=*/true),
+            (V{"ab, ", "cd"}));
+}
+
+// Both encodings of the merges read the same; what this reader cannot represent is refused with
+// the part and the reason.
+TEST(HfTokenizerRules, MergesInEitherEncodingAndUnsupportedFilesAreRefusedClearly) {
+  const std::vector<std::string> merges = {"a b", "ab c"};
+  auto strings = llm::parse_tokenizer_json(SmallTokenizerJson(merges, kByteLevel), "strings.json");
+  auto json = nlohmann::json::parse(SmallTokenizerJson(merges, kByteLevel));
+  json["model"]["merges"] =
+      nlohmann::json::array({nlohmann::json::array({"a", "b"}), nlohmann::json::array({"ab", "c"})});
+  auto pairs = llm::parse_tokenizer_json(json.dump(), "pairs.json");
+  EXPECT_EQ(pairs.encode("abcab"), strings.encode("abcab"));
+
+  auto refused = [&](const std::function<void(nlohmann::json&)>& change, const std::vector<std::string>& needles) {
+    auto j = nlohmann::json::parse(SmallTokenizerJson(merges, kByteLevel));
+    change(j);
+    return ThrowsWith([&] { llm::parse_tokenizer_json(j.dump(), "t.json"); }, needles);
+  };
+  EXPECT_TRUE(refused([](auto& j) { j["model"]["type"] = "WordPiece"; }, {"t.json", "WordPiece", "BPE"}));
+  EXPECT_TRUE(refused(
+      [](auto& j) {
+        j["pre_tokenizer"] = {{"type", "Metaspace"}};
+      },
+      {"Metaspace", "Sequence, Split, Digits, ByteLevel"}));
+  EXPECT_TRUE(refused([](auto& j) { j["pre_tokenizer"]["add_prefix_space"] = true; }, {"add_prefix_space"}));
+  EXPECT_TRUE(refused([](auto& j) { j["normalizer"] = {{"type", "NFKC"}}; }, {"NFKC", "NFC"}));
+  EXPECT_TRUE(refused([](auto& j) { j["model"]["byte_fallback"] = true; }, {"byte_fallback"}));
+  EXPECT_TRUE(refused([](auto& j) { j["model"]["merges"].push_back("q z"); }, {"merge 2", "q", "z"}));
+  EXPECT_TRUE(refused([](auto& j) { j["model"]["vocab"]["zz"] = 400; }, {"400", "gaps"}));
 }
 
 // ----------------------------------------------------------------------------------- training

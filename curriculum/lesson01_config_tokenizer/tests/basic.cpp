@@ -9,6 +9,7 @@
 #include <llm/tokenizer/byte_tokenizer.h>
 #include <llm/tokenizer/gpt2_bytes.h>
 #include <llm/tokenizer/pretokenizer.h>
+#include <llm/tokenizer/tokenizer_json.h>
 
 #include <filesystem>
 
@@ -26,6 +27,14 @@ TEST(ModelConfigTest, DerivesHeadDimGroupsAndFeedForwardWidth) {
   EXPECT_EQ(c.ffn_hidden_size(), 688) << "floor(2 * 4 * 256 / 3) = 682, rounded up to a multiple of 16";
   c.intermediate_size = 1000;
   EXPECT_EQ(c.ffn_hidden_size(), 1000) << "an explicit intermediate_size wins";
+}
+
+TEST(ModelConfigTest, AnExplicitHeadDimReplacesCOverH) {
+  llm::ModelConfig c;  // Qwen3-0.6B: C 1024, 16 heads of D 128 (H D = 2048 != C)
+  c.hidden_size = 1024, c.num_attention_heads = 16, c.num_key_value_heads = 8, c.head_dim_override = 128;
+  EXPECT_EQ(c.head_dim(), 128) << "head_dim_override when it is set";
+  c.head_dim_override = 0;
+  EXPECT_EQ(c.head_dim(), 64) << "C / H when it is not";
 }
 
 TEST(ModelConfigTest, LlamaFeedForwardRuleGivesLlama7BWidth) {
@@ -120,6 +129,52 @@ TEST(PreTokenizerTest, SplitsLikeGpt2) {
   const std::vector<std::string_view> expected = {"Hello", " world", "'s", " ", " end", "!!", " 42"};
   EXPECT_EQ(pre.split("Hello world's  end!! 42"), expected)
       << "letters, a contraction, whitespace leaving one space for the next word, punctuation, digits";
+}
+
+// Hugging Face's Split behaviours on the example of their docs (tokenizers, normalizer.rs,
+// SplitDelimiterBehavior): "the-final--countdown" cut at "-".
+TEST(PreTokenizerTest, SplitBehavioursFollowHuggingFacesExample) {
+  const llm::RegexPreTokenizer dash("-");
+  const auto pieces = dash.find_matches("the-final--countdown");
+  using V = std::vector<std::string_view>;
+  using B = llm::SplitBehavior;
+  EXPECT_EQ(llm::apply_split_behavior(pieces, B::kIsolated), (V{"the", "-", "final", "-", "-", "countdown"}));
+  EXPECT_EQ(llm::apply_split_behavior(pieces, B::kRemoved), (V{"the", "final", "countdown"}));
+  EXPECT_EQ(llm::apply_split_behavior(pieces, B::kMergedWithPrevious), (V{"the-", "final-", "-", "countdown"}));
+  EXPECT_EQ(llm::apply_split_behavior(pieces, B::kMergedWithNext), (V{"the", "-final", "-", "-countdown"}));
+  EXPECT_EQ(llm::apply_split_behavior(pieces, B::kContiguous), (V{"the", "-", "final", "--", "countdown"}));
+}
+
+// SmolLM2's pre-tokenizer puts every digit in a piece of its own before GPT-2's regex, so no merge
+// ever joins two digits: the tokenizer of data/hf/smollm2_style has merges "1 2", "Ġ 1" and "2 0"
+// (ids 259-261) that a correct pipeline can never use.
+TEST(HfTokenizerTest, SmolLM2StyleSplitsEveryDigitAlone) {
+  ASSERT_TRUE(lesson01::HfTokenizerPresent("smollm2_style"));
+  auto tok = llm::load_tokenizer_folder(lesson01::HfTokenizerDir("smollm2_style"));
+  const Ids ids = tok.encode("In 2024, 12 of the 120 apples were there.");
+  for (llm::TokenId unreachable : {259, 260, 261}) {
+    EXPECT_EQ(std::count(ids.begin(), ids.end(), unreachable), 0) << "token " << unreachable << " joins digits";
+  }
+  for (const auto& c : lesson01::HfGolden("smollm2_style")["cases"]) {
+    EXPECT_EQ(tok.encode(c["text"].get<std::string>()), c["ids"].get<Ids>()) << c["name"];
+  }
+}
+
+// Llama 3 and Qwen3 on short texts where their regexes differ from GPT-2's: numbers in groups of
+// three (Llama 3) or one by one (Qwen), upper-case contractions, a symbol glued to a word, and the
+// special tokens each one knows. Expected ids: Hugging Face's own implementation (the golden file).
+TEST(HfTokenizerTest, Llama3AndQwen3EncodeLikeTheReference) {
+  for (const std::string name : {"llama3", "qwen3"}) {
+    ASSERT_TRUE(lesson01::HfTokenizerPresent(name));
+    auto tok = llm::load_tokenizer_folder(lesson01::HfTokenizerDir(name));
+    for (const auto& c : lesson01::HfGolden(name)["cases"]) {
+      const std::string case_name = c["name"];
+      if (case_name != "digits_12345" && case_name != "space_digits_12345" && case_name != "contractions_upper" &&
+          case_name != "chatml_in_text" && case_name != "short_sentence" && case_name != "punctuation_mix")
+        continue;
+      EXPECT_EQ(tok.encode(c["text"].get<std::string>()), c["ids"].get<Ids>()) << name << ": " << case_name;
+    }
+  }
 }
 
 TEST(BpeTrainerTest, MergesTheMostFrequentPairFirst) {

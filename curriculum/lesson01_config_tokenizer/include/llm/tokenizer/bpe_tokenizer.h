@@ -9,9 +9,20 @@
 //              if no adjacent pair has a merge, stop;
 //              replace every occurrence of that pair, left to right, by the merged token
 //
-// Text is first cut by the GPT-2 pre-tokenizer (pretokenizer.h) and every piece is encoded on its
-// own; special tokens such as "<|endoftext|>" are cut out before that and map to their id directly.
-// Decoding concatenates the tokens' bytes, so decode(encode(x)) == x for any bytes.
+// Text is first cut by a pre-tokenizer (pretokenizer.h; GPT-2's regex unless the tokenizer says
+// otherwise) and every piece is encoded on its own; special tokens such as "<|endoftext|>" are cut
+// out before that and map to their id directly. Decoding concatenates the tokens' bytes, so
+// decode(encode(x)) == x for any bytes.
+//
+// Hugging Face's tokenizer.json (tokenizer_json.h reads it) describes today's models with the same
+// parts and a few options (huggingface/tokenizers, tokenizer/mod.rs, encode_single_sequence):
+//
+//     1. added tokens      cut out first, each its own id (special_tokens.h)
+//     2. normalizer        on the text between them: nothing, or NFC for Qwen (normalizer.h)
+//     3. pre-tokenizer     the model's regex steps (pretokenizer.h)
+//     4. BPE               on every piece; with ignore_merges (Llama 3) a piece that is already
+//                          a token of the vocabulary is that token, whatever the merges would say
+//     5. post-processor    ids added around the result when asked: Llama 3's BOS <|begin_of_text|>
 //
 // Shapes of the data: vocab_[id] = the token's bytes; merges_[pair(a, b)] = {rank, id of a+b}.
 // With GPT-2's merges.txt, rank = line number. With a tiktoken file the merge rank of (a, b) is
@@ -20,6 +31,7 @@
 
 #include <llm/common/todo.h>
 #include <llm/tokenizer/byte_tokenizer.h>
+#include <llm/tokenizer/normalizer.h>
 #include <llm/tokenizer/pretokenizer.h>
 #include <llm/tokenizer/special_tokens.h>
 
@@ -41,6 +53,14 @@ struct Merge {
   TokenId right;
 };
 
+// How a tokenizer.json tokenizer differs from GPT-2's (the defaults are GPT-2's).
+struct TokenizerOptions {
+  PreTokenizer pretokenizer;                    // GPT-2's regex unless set
+  Normalizer normalizer = Normalizer::kNone;    // Qwen: kNfc
+  bool ignore_merges = false;                   // Llama 3: a piece that is a token is that token
+  std::vector<TokenId> prefix_ids, suffix_ids;  // the post-processor's ids around a text (Llama 3: BOS)
+};
+
 class BpeTokenizer {
  public:
   struct MergeResult {
@@ -54,8 +74,14 @@ class BpeTokenizer {
   // token present in vocab; `special_ids`: the ids whose text is matched whole by encode().
   BpeTokenizer(std::vector<std::string> vocab, const std::vector<Merge>& merges,
                const std::vector<TokenId>& special_ids)
-      : vocab_(std::move(vocab)) {
-    index_vocab(special_ids);
+      : BpeTokenizer(std::move(vocab), merges, {}, {}, special_ids) {}
+
+  // The same with Hugging Face's added tokens (each with its flags; vocab[token.id] must be its
+  // content) and options (tokenizer_json.h builds these from a tokenizer.json).
+  BpeTokenizer(std::vector<std::string> vocab, const std::vector<Merge>& merges, std::vector<AddedToken> added,
+               TokenizerOptions options, const std::vector<TokenId>& special_ids = {})
+      : vocab_(std::move(vocab)), options_(std::move(options)) {
+    index_vocab(std::move(added), special_ids);
     merge_list_ = merges;
     for (size_t rank = 0; rank < merges.size(); ++rank) {
       const auto [a, b] = merges[rank];
@@ -74,7 +100,7 @@ class BpeTokenizer {
   BpeTokenizer(std::vector<std::string> vocab, std::unordered_map<uint64_t, MergeResult> pair_ranks,
                const std::vector<TokenId>& special_ids)
       : vocab_(std::move(vocab)), merges_(std::move(pair_ranks)) {
-    index_vocab(special_ids);
+    index_vocab({}, special_ids);
     std::vector<std::pair<int32_t, uint64_t>> ordered;
     for (const auto& [k, result] : merges_) ordered.emplace_back(result.rank, k);
     std::sort(ordered.begin(), ordered.end());
@@ -87,11 +113,27 @@ class BpeTokenizer {
   int64_t vocab_size() const { return static_cast<int64_t>(vocab_.size()); }
   const std::string& token_bytes(TokenId id) const { return vocab_.at(check_id(id, "token_bytes")); }
   const std::vector<Merge>& merges() const { return merge_list_; }  // in rank order
+  const TokenizerOptions& options() const { return options_; }
+  const std::vector<AddedToken>& added_tokens() const { return added_; }  // in id order
+  // The special added tokens, text -> id.
   const std::map<std::string, TokenId>& special_tokens() const { return specials_; }
   TokenId special_id(const std::string& text) const {
     auto it = specials_.find(text);
     if (it == specials_.end()) throw std::invalid_argument("'" + text + "' is not a special token of this tokenizer");
     return it->second;
+  }
+  // The id of the added token (special or not) whose content is `text`, or -1.
+  TokenId added_id(const std::string& text) const {
+    for (const auto& t : added_) {
+      if (t.content == text) return t.id;
+    }
+    return -1;
+  }
+  bool is_special(TokenId id) const { return id >= 0 && id < vocab_size() && special_flags_[id]; }
+  // The id of the vocabulary token (not an added one) whose bytes are `bytes`, or -1.
+  TokenId token_id(std::string_view bytes) const {
+    auto it = ids_.find(std::string(bytes));
+    return it == ids_.end() ? -1 : it->second;
   }
   // The merge of (a, b), if there is one.
   const MergeResult* find_merge(TokenId a, TokenId b) const {
@@ -99,8 +141,10 @@ class BpeTokenizer {
     return it == merges_.end() ? nullptr : &it->second;
   }
 
-  // BPE on one pre-tokenized piece (no special tokens inside).
+  // BPE on one pre-tokenized piece (no added tokens inside).
   std::vector<TokenId> encode_piece(std::string_view piece) const {
+    // 0. With options_.ignore_merges (Llama 3), a piece that is itself a token of the vocabulary is
+    //    that one token (token_id(piece) >= 0): return it without merging.
     // 1. symbols = the id of every byte of the piece (byte_ids_[unsigned char]).
     // 2. Loop while there are at least two symbols:
     //      find the adjacent pair (symbols[i], symbols[i+1]) with the lowest rank in merges_
@@ -113,26 +157,78 @@ class BpeTokenizer {
   }
 
   // text -> ids. With allow_special (the default) the text of a special token becomes its id;
-  // without, it is ordinary text (as GPT-2's own encoder treats it).
+  // without, it is ordinary text (as GPT-2's own encoder treats it, and transformers'
+  // split_special_tokens). Non-special added tokens (Qwen's <think>) are cut out either way.
+  // No BOS is added here: with_special_tokens() does that (Hugging Face's add_special_tokens).
   std::vector<TokenId> encode(std::string_view text, bool allow_special = true) const {
-    // 1. If allow_special, cut the text at every special token with split_at_special_tokens over
-    //    special_names_: special i becomes its id, special_ids_[i]; the text between is handled as
-    //    below. Without allow_special, the whole text is ordinary.
-    // 2. Ordinary text: split it with pretokenizer_.split() and append encode_cached(piece) for
+    // 1. Cut the text at the added tokens with cut_added_tokens(text, allow_special, on_text,
+    //    on_token): on_token(id) gets each added token's id, on_text(chunk) each stretch of text
+    //    between them, already normalized (Qwen: NFC).
+    // 2. Each stretch: split it with options_.pretokenizer.split() and append encode_cached(piece) for
     //    every piece.
-    LLM_TODO("lesson01: BpeTokenizer::encode(): cut out special tokens, pre-tokenize the rest, BPE every piece");
+    LLM_TODO("lesson01: BpeTokenizer::encode(): cut out added tokens, pre-tokenize the rest, BPE every piece");
   }
 
   // ids -> bytes; an id outside [0, V) throws std::out_of_range naming it and the valid range.
-  std::string decode(const std::vector<TokenId>& ids) const {
-    // Concatenate vocab_[id] for every id, after checking the id (check_id does it).
+  // With skip_special, special added tokens are left out (Hugging Face's skip_special_tokens).
+  std::string decode(const std::vector<TokenId>& ids, bool skip_special = false) const {
+    // Concatenate vocab_[id] for every id, after checking the id (check_id does it); with
+    // skip_special, leave out the ids for which is_special(id).
     LLM_TODO("lesson01: BpeTokenizer::decode(): concatenate the bytes of every (range-checked) token");
   }
 
+  // The post-processor (Hugging Face's add_special_tokens = True): `ids` with the tokenizer's
+  // prefix and suffix ids around them, e.g. Llama 3's <|begin_of_text|> in front.
+  std::vector<TokenId> with_special_tokens(const std::vector<TokenId>& ids) const {
+    std::vector<TokenId> out(options_.prefix_ids);
+    out.insert(out.end(), ids.begin(), ids.end());
+    out.insert(out.end(), options_.suffix_ids.begin(), options_.suffix_ids.end());
+    return out;
+  }
+
+  // Steps 1 and 2 of the pipeline above, as Hugging Face's AddedVocabulary::extract_and_normalize:
+  // the added tokens matched in the raw text (all of them with allow_special, else only the
+  // non-special ones) go to on_token(id); the text between them is normalized, and the added
+  // tokens marked "normalized" are matched in that; what is left goes to on_text(stretch).
+  template <typename OnText, typename OnToken>
+  void cut_added_tokens(std::string_view text, bool allow_special, OnText&& on_text, OnToken&& on_token) const {
+    const auto& raw = allow_special ? raw_added_ : raw_added_plain_;
+    const auto& normalized = allow_special ? normalized_added_ : normalized_added_plain_;
+    auto token = [&](const AddedToken& t) { on_token(t.id); };
+    std::string storage;
+    split_at_added_tokens(
+        text, raw,
+        [&](std::string_view chunk) {
+          split_at_added_tokens(normalize(options_.normalizer, chunk, storage), normalized, on_text, token);
+        },
+        token);
+  }
+
  private:
-  void index_vocab(const std::vector<TokenId>& special_ids) {
+  void index_vocab(std::vector<AddedToken> added, const std::vector<TokenId>& special_ids) {
+    for (TokenId id : special_ids) added.push_back({vocab_.at(check_id(id, "special token")), id});
+    std::sort(added.begin(), added.end(), [](const AddedToken& a, const AddedToken& b) { return a.id < b.id; });
+    special_flags_.assign(vocab_.size(), 0);
+    std::vector<uint8_t> is_added(vocab_.size(), 0);
+    for (const auto& t : added) {
+      check_id(t.id, "added token");
+      if (vocab_[t.id] != t.content) {
+        throw std::invalid_argument("added token " + std::to_string(t.id) + " is '" + t.content +
+                                    "' but the vocabulary has '" + vocab_[t.id] + "' there");
+      }
+      if (is_added[t.id]) throw std::invalid_argument("token " + std::to_string(t.id) + " is added twice");
+      is_added[t.id] = 1;
+      special_flags_[t.id] = t.special ? 1 : 0;
+      if (t.special) specials_.emplace(t.content, t.id);
+    }
+    added_ = std::move(added);
+    for (const auto& t : added_) {
+      (t.normalized ? normalized_added_ : raw_added_).push_back(t);
+      if (!t.special) (t.normalized ? normalized_added_plain_ : raw_added_plain_).push_back(t);
+    }
     for (int b = 0; b < 256; ++b) byte_ids_[b] = -1;
     for (size_t id = 0; id < vocab_.size(); ++id) {
+      if (is_added[id]) continue;  // matched whole, never built by BPE
       if (!ids_.emplace(vocab_[id], static_cast<TokenId>(id)).second) {
         throw std::invalid_argument("token " + std::to_string(id) + " repeats the bytes of token " +
                                     std::to_string(ids_[vocab_[id]]));
@@ -141,11 +237,6 @@ class BpeTokenizer {
     }
     for (int b = 0; b < 256; ++b) {
       if (byte_ids_[b] < 0) throw std::invalid_argument("the vocabulary has no token for byte " + std::to_string(b));
-    }
-    for (TokenId id : special_ids) {
-      specials_.emplace(vocab_.at(check_id(id, "special token")), id);
-      special_names_.push_back(vocab_[id]);
-      special_ids_.push_back(id);
     }
   }
 
@@ -169,14 +260,16 @@ class BpeTokenizer {
   }
 
   std::vector<std::string> vocab_;                    // id -> bytes
-  std::unordered_map<std::string, TokenId> ids_;      // bytes -> id
+  std::unordered_map<std::string, TokenId> ids_;      // bytes -> id, the vocabulary without added tokens
   std::unordered_map<uint64_t, MergeResult> merges_;  // key(a, b) -> rank and merged id
   std::vector<Merge> merge_list_;                     // rank order
-  std::map<std::string, TokenId> specials_;           // text -> id
-  std::vector<std::string> special_names_;            // the same, as two parallel lists
-  std::vector<TokenId> special_ids_;
+  std::vector<AddedToken> added_;                     // id order
+  std::map<std::string, TokenId> specials_;           // text -> id, the special added tokens
+  std::vector<uint8_t> special_flags_;                // id -> 1 if a special added token
+  // The added tokens matched in the raw / the normalized text; *_plain_: only the non-special ones.
+  std::vector<AddedToken> raw_added_, raw_added_plain_, normalized_added_, normalized_added_plain_;
   TokenId byte_ids_[256] = {};  // byte -> its single-byte token
-  Gpt2PreTokenizer pretokenizer_;
+  TokenizerOptions options_;
   mutable std::unordered_map<std::string, std::vector<TokenId>> cache_;
 };
 

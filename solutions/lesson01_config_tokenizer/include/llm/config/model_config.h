@@ -1,12 +1,20 @@
 // Lesson 01 - the model's hyper-parameters, named as in Hugging Face's LlamaConfig.
 //
 // Shapes these values set: V vocab_size, C hidden_size, L num_hidden_layers, H num_attention_heads,
-// Hkv num_key_value_heads, D = C / H (head dim), F the feed-forward width.
+// Hkv num_key_value_heads, D the head dim (C / H unless set), F the feed-forward width.
 //
 // The field names are LlamaConfig's (hidden_size, num_key_value_heads, rms_norm_eps, ...), so a
 // trained model's config.json maps onto them one to one. Derived values are functions, never stored
-// twice: head_dim() = C / H, kv_groups() = H / Hkv (query heads per key/value head), ffn_hidden_size()
+// twice: head_dim() = D, kv_groups() = H / Hkv (query heads per key/value head), ffn_hidden_size()
 // and num_parameters().
+//
+// Today's open models differ from the Llama of lessons 02-05 in a few switches, all here:
+//   head_dim          an explicit D: Qwen3-0.6B has C = 1024 but H D = 16 x 128 = 2048
+//   attention_bias    biases on q, k, v and o (Llama's attention_bias); qkv_bias: on q, k, v only (Qwen2)
+//   qk_norm           an RMSNorm over D on every query and key head, before RoPE (Qwen3)
+//   rope_scaling      "llama3": Llama 3.1's stretching of RoPE's low frequencies (lesson 02), or
+//                     "linear" (positions divided by rope_factor); "none" otherwise
+//   tie_word_embeddings  the output layer reuses the embedding (Llama 3.2 1B, Qwen3 0.6B, SmolLM2)
 #pragma once
 
 #include <llm/common/todo.h>
@@ -44,8 +52,18 @@ struct ModelConfig {
   bool tie_word_embeddings = false;       // lm_head shares embed_tokens' weight
   double dropout = 0.0;                   // on attention weights and the MLP output, while training
   std::string mlp_type = "swiglu";        // swiglu | geglu | gelu
+  int64_t head_dim_override = 0;          // D when set (> 0); 0 = C / H. YAML and config.json: head_dim
+  bool attention_bias = false;            // q, k, v and o projections have biases
+  bool qkv_bias = false;                  // q, k and v projections have biases (Qwen2)
+  bool qk_norm = false;                   // RMSNorm on each query and key head before RoPE (Qwen3)
+  std::string rope_scaling = "none";      // none | linear | llama3
+  double rope_factor = 1.0;               // llama3, linear: how much longer the context becomes
+  double rope_low_freq_factor = 1.0;      // llama3: wavelengths above original / this are divided by factor
+  double rope_high_freq_factor = 4.0;     // llama3: wavelengths below original / this stay as they are
+  int64_t rope_original_max_position_embeddings = 8192;  // llama3: the context pretraining used
 
   static inline const std::vector<std::string> kMlpTypes = {"swiglu", "geglu", "gelu"};
+  static inline const std::vector<std::string> kRopeScalings = {"none", "linear", "llama3"};
 
   static const std::vector<Field<ModelConfig>>& fields() {
     static const std::vector<Field<ModelConfig>> table = {
@@ -62,14 +80,24 @@ struct ModelConfig {
         {"tie_word_embeddings", &ModelConfig::tie_word_embeddings, "lm_head shares the embedding matrix"},
         {"dropout", &ModelConfig::dropout, "dropout probability while training, in [0, 1)"},
         {"mlp_type", &ModelConfig::mlp_type, "swiglu, geglu or gelu"},
+        {"head_dim", &ModelConfig::head_dim_override, "D, the head dimension; 0 = hidden_size / num_attention_heads"},
+        {"attention_bias", &ModelConfig::attention_bias, "biases on the q, k, v and o projections"},
+        {"qkv_bias", &ModelConfig::qkv_bias, "biases on the q, k and v projections (Qwen2)"},
+        {"qk_norm", &ModelConfig::qk_norm, "RMSNorm on every query and key head before RoPE (Qwen3)"},
+        {"rope_scaling", &ModelConfig::rope_scaling, "none, linear or llama3"},
+        {"rope_factor", &ModelConfig::rope_factor, "RoPE scaling factor (linear, llama3)"},
+        {"rope_low_freq_factor", &ModelConfig::rope_low_freq_factor, "llama3 RoPE scaling: low_freq_factor"},
+        {"rope_high_freq_factor", &ModelConfig::rope_high_freq_factor, "llama3 RoPE scaling: high_freq_factor"},
+        {"rope_original_max_position_embeddings", &ModelConfig::rope_original_max_position_embeddings,
+         "llama3 RoPE scaling: the context length of pretraining"},
     };
     return table;
   }
 
-  // D = C / H
+  // D: head_dim_override when it is set (> 0), else C / H.
   int64_t head_dim() const {
-    // BEGIN SOLUTION: ModelConfig::head_dim(): hidden_size / num_attention_heads
-    return hidden_size / num_attention_heads;
+    // BEGIN SOLUTION: ModelConfig::head_dim(): head_dim_override if set, else hidden_size / num_attention_heads
+    return head_dim_override > 0 ? head_dim_override : hidden_size / num_attention_heads;
     // END SOLUTION
   }
 
@@ -87,10 +115,13 @@ struct ModelConfig {
     // END SOLUTION
   }
 
-  // Trainable parameters of the Llama model built from this config (lesson 05). No linear layer has
-  // a bias, as in Llama:
+  // Trainable parameters of the Llama model built from this config (lesson 05). The MLP never has
+  // biases; the attention projections only when the switches say so:
   //   embed_tokens                       V * C
   //   per layer, attention               q: C * (H D), k and v: C * (Hkv D) each, o: (H D) * C
+  //     biases (attention_bias or qkv_bias)   q: H D, k and v: Hkv D each
+  //     o's bias (attention_bias only)        C
+  //     qk_norm                               two RMSNorm weights of D (q_norm, k_norm)
   //   per layer, MLP                     swiglu/geglu: 3 C F (gate, up, down); gelu: 2 C F (up, down)
   //   per layer, two RMSNorm weights     2 C
   //   final norm                         C
@@ -98,8 +129,11 @@ struct ModelConfig {
   int64_t num_parameters() const {
     // BEGIN SOLUTION: ModelConfig::num_parameters(): sum the table above
     const int64_t C = hidden_size, V = vocab_size, D = head_dim(), F = ffn_hidden_size();
-    const int64_t attention =
-        C * (num_attention_heads * D) + 2 * C * (num_key_value_heads * D) + (num_attention_heads * D) * C;
+    const int64_t H = num_attention_heads, Hkv = num_key_value_heads;
+    int64_t attention = C * (H * D) + 2 * C * (Hkv * D) + (H * D) * C;
+    if (attention_bias || qkv_bias) attention += H * D + 2 * Hkv * D;
+    if (attention_bias) attention += C;
+    if (qk_norm) attention += 2 * D;
     const int64_t mlp = (mlp_type == "gelu" ? 2 : 3) * C * F;
     const int64_t per_layer = attention + mlp + 2 * C;
     return V * C + num_hidden_layers * per_layer + C + (tie_word_embeddings ? 0 : V * C);
@@ -109,11 +143,14 @@ struct ModelConfig {
   // Throws ConfigError naming the first problem and what would be valid:
   //   - every size (vocab_size, hidden_size, num_hidden_layers, num_attention_heads,
   //     num_key_value_heads, max_position_embeddings, multiple_of) is positive (require_positive in
-  //     fields.h says so in the right words); intermediate_size >= 0
-  //   - hidden_size is divisible by num_attention_heads (say which multiples of H are nearest)
+  //     fields.h says so in the right words); intermediate_size >= 0, head_dim_override >= 0
+  //   - without head_dim_override, hidden_size is divisible by num_attention_heads (say which
+  //     multiples of H are nearest)
   //   - num_attention_heads is divisible by num_key_value_heads
-  //   - head_dim is even (RoPE rotates channel pairs)
+  //   - head_dim() is even (RoPE rotates channel pairs)
   //   - rope_theta > 0, rms_norm_eps > 0, 0 <= dropout < 1, mlp_type one of kMlpTypes
+  //   - rope_scaling one of kRopeScalings; when it is not "none", rope_factor > 0; for "llama3" also
+  //     0 < rope_low_freq_factor < rope_high_freq_factor and rope_original_max_position_embeddings > 0
   void validate() const {
     // BEGIN SOLUTION: ModelConfig::validate(): positive sizes, H | C, Hkv | H, even head_dim, known mlp_type
     require_positive("model", "vocab_size", vocab_size);
@@ -127,7 +164,11 @@ struct ModelConfig {
       throw ConfigError("model.intermediate_size must be >= 0 (0 = Llama's rule), got " +
                         std::to_string(intermediate_size));
     }
-    if (hidden_size % num_attention_heads != 0) {
+    if (head_dim_override < 0) {
+      throw ConfigError("model.head_dim must be >= 0 (0 = hidden_size / num_attention_heads), got " +
+                        std::to_string(head_dim_override));
+    }
+    if (head_dim_override == 0 && hidden_size % num_attention_heads != 0) {
       const int64_t below = hidden_size / num_attention_heads * num_attention_heads;
       throw ConfigError("model.hidden_size " + std::to_string(hidden_size) +
                         " is not divisible by num_attention_heads " + std::to_string(num_attention_heads) +
@@ -140,8 +181,9 @@ struct ModelConfig {
                         "; each key/value head must serve a whole group of query heads");
     }
     if (head_dim() % 2 != 0) {
-      throw ConfigError("model: head_dim = hidden_size / num_attention_heads = " + std::to_string(head_dim()) +
-                        " must be even: RoPE rotates pairs of channels");
+      throw ConfigError(
+          "model: head_dim = " + std::string(head_dim_override > 0 ? "" : "hidden_size / num_attention_heads = ") +
+          std::to_string(head_dim()) + " must be even: RoPE rotates pairs of channels");
     }
     if (!(rope_theta > 0)) throw ConfigError("model.rope_theta must be positive, got " + std::to_string(rope_theta));
     if (!(rms_norm_eps > 0))
@@ -150,6 +192,18 @@ struct ModelConfig {
       throw ConfigError("model.dropout must be in [0, 1), got " + std::to_string(dropout));
     if (std::find(kMlpTypes.begin(), kMlpTypes.end(), mlp_type) == kMlpTypes.end()) {
       throw ConfigError("model.mlp_type '" + mlp_type + "' is not one of: " + join_names(kMlpTypes));
+    }
+    if (std::find(kRopeScalings.begin(), kRopeScalings.end(), rope_scaling) == kRopeScalings.end()) {
+      throw ConfigError("model.rope_scaling '" + rope_scaling + "' is not one of: " + join_names(kRopeScalings));
+    }
+    if (rope_scaling != "none" && !(rope_factor > 0))
+      throw ConfigError("model.rope_factor must be positive, got " + std::to_string(rope_factor));
+    if (rope_scaling == "llama3") {
+      if (!(rope_low_freq_factor > 0 && rope_low_freq_factor < rope_high_freq_factor)) {
+        throw ConfigError("model: llama3 RoPE scaling needs 0 < rope_low_freq_factor < rope_high_freq_factor, got " +
+                          std::to_string(rope_low_freq_factor) + " and " + std::to_string(rope_high_freq_factor));
+      }
+      require_positive("model", "rope_original_max_position_embeddings", rope_original_max_position_embeddings);
     }
     // END SOLUTION
   }
