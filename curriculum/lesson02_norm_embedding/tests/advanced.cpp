@@ -209,6 +209,73 @@ torch::Tensor HalfToInterleaved(const torch::Tensor& x) {
   return torch::stack({x.narrow(-1, 0, d / 2), x.narrow(-1, d / 2, d / 2)}, -1).flatten(-2);
 }
 
+// Llama-3.2-1B's frequencies (theta 500000, D = 64, llama3 scaling with factor 32, low 1, high 4,
+// original 8192): pairs 0-14 unchanged, 15-17 blended, 18-31 divided by 32. The expected values are
+// transformers' _compute_llama3_parameters (modeling_rope_utils.py) as tests/interop/hf_reference.py
+// computes it, in float32; ours are float64. transformers' float32 arithmetic is off by up to
+// 2.1e-7 relative (pair 16, in the blend; measured against the float64 formula), hence 5e-7.
+TEST_F(RopeAdvanced, Llama32FrequenciesEqualTransformers) {
+  const std::vector<double> expected = {1,
+                                        0.663601279,
+                                        0.440366626,
+                                        0.292227834,
+                                        0.193922758,
+                                        0.128687382,
+                                        0.0853971019,
+                                        0.0566696189,
+                                        0.0376060307,
+                                        0.0249554086,
+                                        0.0165604409,
+                                        0.0109895291,
+                                        0.00729266508,
+                                        0.00483942125,
+                                        0.00321144611,
+                                        0.00129054801,
+                                        0.000429556705,
+                                        9.70828623e-05,
+                                        1.94616387e-05,
+                                        1.29147675e-05,
+                                        8.57025589e-06,
+                                        5.68723226e-06,
+                                        3.77405445e-06,
+                                        2.50446715e-06,
+                                        1.66196742e-06,
+                                        1.10288363e-06,
+                                        7.31874934e-07,
+                                        4.85673127e-07,
+                                        3.22293289e-07,
+                                        2.1387423e-07,
+                                        1.41927202e-07,
+                                        9.41830649e-08};
+  llm::RopeScaling scaling;
+  scaling.type = "llama3";
+  scaling.factor = 32;
+  scaling.original_max_position_embeddings = 8192;
+  auto w = torch::pow(500000.0, -torch::arange(0, 64, 2, torch::kFloat64) / 64.0);
+  EXPECT_TRUE(AllClose(llm::scaled_frequencies(w, scaling), torch::tensor(expected, torch::kFloat64), 5e-7, 0));
+}
+
+// At the bands' edges the blend meets its neighbours: a wavelength of exactly L / high_freq_factor
+// keeps its frequency (s = 1), one of exactly L / low_freq_factor is divided by factor (s = 0).
+TEST_F(RopeAdvanced, Llama3BandsMeetWithoutAJump) {
+  llm::RopeScaling scaling;
+  scaling.type = "llama3";
+  scaling.factor = 8;
+  scaling.original_max_position_embeddings = 8192;
+  const double L = 8192;
+  auto w = torch::tensor({2 * M_PI / (L / 4), 2 * M_PI / (L / 1)}, torch::kFloat64);
+  auto scaled = llm::scaled_frequencies(w, scaling);
+  EXPECT_NEAR(scaled[0].item<double>(), w[0].item<double>(), 1e-15) << "the short edge is not scaled";
+  EXPECT_NEAR(scaled[1].item<double>(), w[1].item<double>() / 8, 1e-15) << "the long edge is divided by factor";
+}
+
+TEST_F(RopeAdvanced, UnknownScalingIsAnErrorNamingTheValidOnes) {
+  llm::RopeScaling scaling;
+  scaling.type = "yarn";
+  auto w = torch::ones({4}, torch::kFloat64);
+  EXPECT_TRUE(ThrowsWith([&] { llm::scaled_frequencies(w, scaling); }, {"yarn", "none", "linear", "llama3"}));
+}
+
 TEST_F(RopeAdvanced, InterleavedPairingMatchesMetasComplexMultiplication) {
   llm::RotaryEmbedding rope(D, 32, llm::kRopeTheta, llm::RopePairing::kInterleaved);
   auto x = torch::randn({B, H, T, D});

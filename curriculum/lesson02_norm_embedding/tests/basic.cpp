@@ -109,6 +109,55 @@ TEST_F(RopeTest, TablesHoldCosAndSinOfPositionTimesFrequency) {
   EXPECT_NEAR(rope.sin()[5][1].item<double>(), std::sin(0.05), 1e-6);
 }
 
+// Llama 3.1's scaling (theta 500000, D = 128, factor 8, low_freq_factor 1, high_freq_factor 4,
+// original context 8192) against the three bands of the formula, written out pair by pair.
+TEST_F(RopeTest, Llama3ScalingKeepsFastPairsDividesSlowOnesAndBlendsBetween) {
+  llm::RopeScaling scaling;
+  scaling.type = "llama3";
+  scaling.factor = 8, scaling.low_freq_factor = 1, scaling.high_freq_factor = 4;
+  scaling.original_max_position_embeddings = 8192;
+  auto w = torch::pow(500000.0, -torch::arange(0, 128, 2, torch::kFloat64) / 128.0);  // (64,)
+  auto scaled = llm::scaled_frequencies(w, scaling);
+  ASSERT_EQ(scaled.sizes(), w.sizes());
+  int kept = 0, divided = 0, blended = 0;
+  for (int64_t i = 0; i < 64; ++i) {
+    const double wi = w[i].item<double>(), wavelength = 2 * M_PI / wi;
+    double expected;
+    if (wavelength < 8192.0 / 4) {
+      expected = wi, ++kept;
+    } else if (wavelength > 8192.0 / 1) {
+      expected = wi / 8, ++divided;
+    } else {
+      const double s = (8192.0 / wavelength - 1) / (4 - 1);
+      expected = (1 - s) * wi / 8 + s * wi, ++blended;
+    }
+    EXPECT_NEAR(scaled[i].item<double>(), expected, 1e-12 * wi) << "pair " << i << ", wavelength " << wavelength;
+  }
+  EXPECT_TRUE(kept > 0 && divided > 0 && blended > 0) << "all three bands occur for these settings";
+}
+
+TEST_F(RopeTest, LinearScalingDividesEveryFrequencyAndNoneChangesNothing) {
+  auto w = torch::pow(10000.0, -torch::arange(0, 8, 2, torch::kFloat64) / 8.0);
+  llm::RopeScaling linear;
+  linear.type = "linear";
+  linear.factor = 4;
+  EXPECT_TRUE(AllClose(llm::scaled_frequencies(w, linear), w / 4, 1e-12, 0));
+  EXPECT_TRUE(AllClose(llm::scaled_frequencies(w, llm::RopeScaling{}), w, 0, 0)) << "type none";
+}
+
+// The tables of a scaled RotaryEmbedding turn pair i at position t by t * w_i' (the scaled w_i).
+TEST_F(RopeTest, ScaledTablesTurnEachPairByItsScaledFrequency) {
+  llm::RopeScaling scaling;
+  scaling.type = "llama3";
+  scaling.factor = 8;
+  scaling.original_max_position_embeddings = 16;
+  llm::RotaryEmbedding rope(/*head_dim=*/8, /*max_len=*/32, /*theta=*/10000, llm::RopePairing::kHalf, scaling);
+  auto w = llm::scaled_frequencies(torch::pow(10000.0, -torch::arange(0, 8, 2, torch::kFloat64) / 8.0), scaling);
+  auto angles = torch::outer(torch::arange(32, torch::kFloat64), w);  // (32, 4)
+  EXPECT_TRUE(AllClose(rope.cos(), angles.cos(), 1e-6, 1e-6));
+  EXPECT_TRUE(AllClose(rope.sin(), angles.sin(), 1e-6, 1e-6));
+}
+
 TEST_F(RopeTest, RotatesTheHalfPairsByPositionTimesFrequency) {
   llm::RotaryEmbedding rope(4, 8);
   // One token at position 2 (offset 2), channel 0 set: pair 0 is (x[0], x[2]) in the "half" layout,

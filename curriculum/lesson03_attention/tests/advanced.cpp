@@ -290,6 +290,72 @@ TEST_F(ScaledDotProductAdvanced, RejectsMismatchedShapesNamingThem) {
 
 // ------------------------------------------------------------------------------------ Attention
 
+// Qwen2's q, k and v projections have biases, its o_proj none (modeling_qwen2.py); the Linear
+// layers add them. Random biases, so a bias that never reaches the scores shows.
+TEST_F(AttentionAdvanced, Qwen2BiasesShiftQueriesKeysAndValuesButNotTheOutput) {
+  auto config = TinyConfig();
+  config.qkv_bias = true;
+  llm::Attention attn(config);
+  ASSERT_TRUE(attn->q_proj->bias.defined() && attn->k_proj->bias.defined() && attn->v_proj->bias.defined());
+  EXPECT_FALSE(attn->o_proj->bias.defined()) << "qkv_bias leaves o_proj without one";
+  {
+    torch::NoGradGuard no_grad;
+    for (auto* l : {&attn->q_proj, &attn->k_proj, &attn->v_proj}) (*l)->bias.copy_(torch::randn_like((*l)->bias));
+  }
+  auto x = torch::randn({B, T, C});
+  EXPECT_TRUE(AllClose(attn(x), NaiveModule(attn, x), 1e-5, 1e-5));
+}
+
+// Llama's attention_bias puts a bias on all four projections.
+TEST_F(AttentionAdvanced, LlamasAttentionBiasAlsoBiasesTheOutputProjection) {
+  auto config = TinyConfig();
+  config.attention_bias = true;
+  llm::Attention attn(config);
+  ASSERT_TRUE(attn->o_proj->bias.defined());
+  {
+    torch::NoGradGuard no_grad;
+    for (auto* l : {&attn->q_proj, &attn->k_proj, &attn->v_proj, &attn->o_proj})
+      (*l)->bias.copy_(torch::randn_like((*l)->bias));
+  }
+  auto x = torch::randn({B, T, C});
+  EXPECT_TRUE(AllClose(attn(x), NaiveModule(attn, x), 1e-5, 1e-5));
+}
+
+// Decoding with QK-norm: each new key is normalized before it is cached and rotated at its own
+// position, so one token at a time equals one forward over all of them.
+TEST_F(AttentionAdvanced, QkNormThroughAKvStoreMatchesOneFullForward) {
+  auto config = TinyConfig();
+  config.qk_norm = true;
+  llm::Attention attn(config);
+  {
+    torch::NoGradGuard no_grad;
+    attn->q_norm->weight.copy_(1 + 0.5 * torch::randn({D}));
+    attn->k_norm->weight.copy_(1 + 0.5 * torch::randn({D}));
+  }
+  auto x = torch::randn({B, T, C});
+  lesson03::ConcatStore store;
+  std::vector<torch::Tensor> steps;
+  for (int64_t t = 0; t < T; ++t) steps.push_back(attn->forward(x.narrow(1, t, 1), t, torch::Tensor(), &store));
+  EXPECT_TRUE(AllClose(torch::cat(steps, 1), attn(x), 1e-5, 1e-5));
+}
+
+// The config's RoPE scaling (Llama 3.1's "llama3") reaches the attention's tables.
+TEST_F(AttentionAdvanced, RopeScalingFromTheConfigReachesTheRotation) {
+  auto config = TinyConfig();
+  config.rope_theta = 500000;
+  config.rope_scaling = "llama3";
+  config.rope_factor = 8;
+  config.rope_original_max_position_embeddings = 16;
+  llm::Attention attn(config);
+  EXPECT_EQ(attn->rope.scaling().type, "llama3");
+  auto x = torch::randn({B, T, C});
+  llm::Attention plain(TinyConfig());
+  llm::testing::CopyParameters(*attn, *plain);
+  plain->rope = llm::RotaryEmbedding(D, lesson03::kMaxPositions, 500000);  // the same base, unscaled
+  EXPECT_TRUE(AllClose(attn(x), NaiveModule(attn, x), 1e-5, 1e-5));
+  EXPECT_FALSE(AllClose(attn(x), plain(x), 1e-4, 1e-4)) << "the scaled frequencies must change the output";
+}
+
 TEST_F(AttentionAdvanced, MultiQueryAttentionEqualsMhaWithTheOneKvHeadRepeated) {
   llm::Attention mqa(TinyConfig(/*kv_heads=*/1));
   llm::Attention mha(TinyConfig(/*kv_heads=*/H));

@@ -55,37 +55,69 @@ inline Naive NaiveAttention(const torch::Tensor& q, const torch::Tensor& k, cons
   return {shape(torch::stack(outs)), shape(torch::stack(weights))};
 }
 
-// An independent reference for the module, from the given projection weights: an explicit loop over
-// query heads, where query head h reads key/value head j = h / G (weight rows j*D .. (j+1)*D - 1), RoPE
-// from lesson 02 (llm::RotaryEmbedding) at positions offset .. offset + T - 1, a causal softmax, then
-// o_proj. Computed in the weights' dtype (float64 here), so the gradient test can differentiate through it.
-inline torch::Tensor NaiveModule(const torch::Tensor& x, const torch::Tensor& wq, const torch::Tensor& wk,
-                                 const torch::Tensor& wv, const torch::Tensor& wo, int64_t heads, int64_t kv_heads,
-                                 int64_t offset = 0) {
-  const int64_t d = wq.size(0) / heads, groups = heads / kv_heads, t = x.size(1);
-  llm::RotaryEmbedding rope(d, kMaxPositions);
-  auto xd = x.to(wq.scalar_type());
+// The weights of one attention module, for the reference below. Biases and the QK-norm weights
+// are optional (undefined: none).
+struct NaiveWeights {
+  torch::Tensor wq, wk, wv, wo;  // (H D, C), (Hkv D, C), (Hkv D, C), (C, H D)
+  torch::Tensor bq, bk, bv, bo;  // (H D), (Hkv D), (Hkv D), (C) or undefined
+  torch::Tensor q_norm, k_norm;  // (D) or undefined
+  double eps = 1e-6;             // QK-norm's RMSNorm epsilon
+};
+
+// An independent reference for the module, from the given weights: an explicit loop over query
+// heads, where query head h reads key/value head j = h / G (weight rows j*D .. (j+1)*D - 1); each
+// head's query and key RMS-normalized over D first when QK-norm weights are given (Qwen3), then RoPE
+// from lesson 02 (`rope`, or a plain llm::RotaryEmbedding(D, kMaxPositions)) at positions offset ..
+// offset + T - 1, a causal softmax, then o_proj. Computed in the weights' dtype (float64 here), so
+// the gradient test can differentiate through it.
+inline torch::Tensor NaiveModule(const torch::Tensor& x, const NaiveWeights& w, int64_t heads, int64_t kv_heads,
+                                 int64_t offset = 0, const llm::RotaryEmbedding* rope = nullptr) {
+  const int64_t d = w.wq.size(0) / heads, groups = heads / kv_heads, t = x.size(1);
+  const llm::RotaryEmbedding plain(d, kMaxPositions);
+  const llm::RotaryEmbedding& r = rope != nullptr ? *rope : plain;
+  auto xd = x.to(w.wq.scalar_type());
   auto future = torch::ones({t, t}, torch::kBool).tril().logical_not();  // key j > query i
+  auto project = [&](const torch::Tensor& weight, const torch::Tensor& bias, int64_t head) {
+    auto y = torch::matmul(xd, weight.narrow(0, head * d, d).t());  // (B, T, D)
+    return bias.defined() ? y + bias.narrow(0, head * d, d) : y;
+  };
+  auto rms = [&](const torch::Tensor& y, const torch::Tensor& weight) {
+    return y / (y.pow(2).mean(-1, true) + w.eps).sqrt() * weight.to(y.scalar_type());
+  };
   std::vector<torch::Tensor> outs;
   for (int64_t h = 0; h < heads; ++h) {
     const int64_t j = h / groups;
-    auto q = torch::matmul(xd, wq.narrow(0, h * d, d).t());  // (B, T, D)
-    auto k = torch::matmul(xd, wk.narrow(0, j * d, d).t());  // (B, T, D)
-    auto v = torch::matmul(xd, wv.narrow(0, j * d, d).t());  // (B, T, D)
-    q = rope.apply(q.unsqueeze(1), offset).squeeze(1);
-    k = rope.apply(k.unsqueeze(1), offset).squeeze(1);
+    auto q = project(w.wq, w.bq, h), k = project(w.wk, w.bk, j), v = project(w.wv, w.bv, j);  // (B, T, D)
+    if (w.q_norm.defined()) q = rms(q, w.q_norm), k = rms(k, w.k_norm);
+    q = r.apply(q.unsqueeze(1), offset).squeeze(1);
+    k = r.apply(k.unsqueeze(1), offset).squeeze(1);
     auto scores = torch::matmul(q, k.transpose(1, 2)) / std::sqrt(static_cast<double>(d));    // (B, T, T)
     outs.push_back(torch::matmul(torch::softmax(scores.masked_fill(future, -kInf), -1), v));  // (B, T, D)
   }
-  return torch::matmul(torch::cat(outs, -1), wo.t());  // (B, T, C)
+  auto y = torch::matmul(torch::cat(outs, -1), w.wo.t());  // (B, T, C)
+  return w.bo.defined() ? y + w.bo : y;
 }
 
-// The same float64 reference from a module's own weights: wq, wk, wv (H D or Hkv D, C) and wo (C, H D),
-// detached and converted to float64.
+inline torch::Tensor NaiveModule(const torch::Tensor& x, const torch::Tensor& wq, const torch::Tensor& wk,
+                                 const torch::Tensor& wv, const torch::Tensor& wo, int64_t heads, int64_t kv_heads,
+                                 int64_t offset = 0) {
+  NaiveWeights w;
+  w.wq = wq, w.wk = wk, w.wv = wv, w.wo = wo;
+  return NaiveModule(x, w, heads, kv_heads, offset);
+}
+
+// The same float64 reference from a module's own weights (biases and QK-norm included when the
+// module has them, and its RoPE tables), detached and converted to float64.
 inline torch::Tensor NaiveModule(llm::Attention& attn, const torch::Tensor& x, int64_t offset = 0) {
-  auto f64 = [](const llm::Linear& l) { return l->weight.detach().to(torch::kFloat64); };
-  return NaiveModule(x, f64(attn->q_proj), f64(attn->k_proj), f64(attn->v_proj), f64(attn->o_proj), attn->num_heads,
-                     attn->num_kv_heads, offset);
+  auto f64 = [](const torch::Tensor& t) { return t.defined() ? t.detach().to(torch::kFloat64) : t; };
+  NaiveWeights w;
+  w.wq = f64(attn->q_proj->weight), w.wk = f64(attn->k_proj->weight), w.wv = f64(attn->v_proj->weight);
+  w.wo = f64(attn->o_proj->weight);
+  w.bq = f64(attn->q_proj->bias), w.bk = f64(attn->k_proj->bias), w.bv = f64(attn->v_proj->bias);
+  w.bo = f64(attn->o_proj->bias);
+  if (attn->q_norm)
+    w.q_norm = f64(attn->q_norm->weight), w.k_norm = f64(attn->k_norm->weight), w.eps = attn->q_norm->eps;
+  return NaiveModule(x, w, attn->num_heads, attn->num_kv_heads, offset, &attn->rope);
 }
 
 // The key/value weight of an MHA module equivalent to a GQA one: for every query head h, the D rows

@@ -192,6 +192,42 @@ TEST_F(AttentionTest, MatchesANaivePerHeadLoopWithRope) {
       << "q, k, v projections, RoPE on q and k, causal softmax per head, merge heads, o_proj";
 }
 
+// Qwen3: an RMSNorm over D on every query and key head, one weight of D shared by all heads,
+// before RoPE. Large inputs and learned (non-one) norm weights, so leaving either out shows.
+TEST_F(AttentionTest, QkNormNormalizesEveryQueryAndKeyHeadBeforeRope) {
+  auto config = TinyConfig();
+  config.qk_norm = true;
+  llm::Attention attn(config);
+  ASSERT_TRUE(attn->q_norm && attn->k_norm) << "config.qk_norm registers q_norm and k_norm (Qwen3's names)";
+  ASSERT_EQ(attn->q_norm->weight.sizes(), (std::vector<int64_t>{D})) << "one weight of D for every head";
+  {
+    torch::NoGradGuard no_grad;
+    attn->q_norm->weight.copy_(1 + 0.5 * torch::randn({D}));
+    attn->k_norm->weight.copy_(1 + 0.5 * torch::randn({D}));
+  }
+  auto x = 3 * torch::randn({B, T, C});
+  auto y = attn(x);
+  ASSERT_EQ(y.sizes(), x.sizes());
+  EXPECT_TRUE(AllClose(y, NaiveModule(attn, x), 1e-5, 1e-5))
+      << "q_norm(q) and k_norm(k) on (B, T, H, D) before the transpose and RoPE; v is not normalized";
+}
+
+// Qwen3-0.6B projects C = 1024 to H D = 16 x 128 = 2048 and back: D is the config's head_dim,
+// not C / H. Here C = 24 and H D = 4 x 10 = 40.
+TEST_F(AttentionTest, AnExplicitHeadDimProjectsToHTimesDAndBack) {
+  auto config = TinyConfig();
+  config.hidden_size = 24;
+  config.head_dim_override = 10;
+  llm::Attention attn(config);
+  EXPECT_EQ(attn->q_proj->weight.sizes(), (std::vector<int64_t>{H * 10, 24}));
+  EXPECT_EQ(attn->k_proj->weight.sizes(), (std::vector<int64_t>{Hkv * 10, 24}));
+  EXPECT_EQ(attn->o_proj->weight.sizes(), (std::vector<int64_t>{24, H * 10}));
+  auto x = torch::randn({B, T, 24});
+  auto y = attn(x);
+  ASSERT_EQ(y.sizes(), x.sizes()) << "(B, T, C) in, (B, T, C) out, whatever H D is";
+  EXPECT_TRUE(AllClose(y, NaiveModule(attn, x), 1e-5, 1e-5));
+}
+
 TEST_F(AttentionTest, WithAsManyKvHeadsAsQueryHeadsItIsMultiHeadAttention) {
   llm::Attention attn(TinyConfig(/*kv_heads=*/H));  // Hkv = H: every query head has its own k and v
   auto x = torch::randn({B, T, C});

@@ -28,16 +28,22 @@
 
 #include <torch/torch.h>
 
+#include <utility>
+
 namespace llm {
 
 enum class NormPlacement { kPre, kPost };
 
 struct TransformerBlockImpl : torch::nn::Module {
   explicit TransformerBlockImpl(const ModelConfig& config, NormPlacement placement = NormPlacement::kPre)
+      : TransformerBlockImpl(config, rotary_embedding(config), placement) {}
+
+  // With the RoPE tables given: a model builds them once for all its blocks (attention.h).
+  TransformerBlockImpl(const ModelConfig& config, RotaryEmbedding rope, NormPlacement placement = NormPlacement::kPre)
       : placement(placement) {
     config.validate();  // the config's own errors before a submodule reports a symptom of them
     input_layernorm = register_module("input_layernorm", RMSNorm(config.hidden_size, config.rms_norm_eps));
-    self_attn = register_module("self_attn", Attention(config));
+    self_attn = register_module("self_attn", Attention(config, std::move(rope)));
     post_attention_layernorm =
         register_module("post_attention_layernorm", RMSNorm(config.hidden_size, config.rms_norm_eps));
     mlp = register_module("mlp", FeedForward(config));

@@ -15,7 +15,7 @@
 // (Press & Wolf 2017): V x C fewer parameters, one matrix that both reads and writes tokens.
 //
 // Initialization (GPT-2, Radford et al. 2019): every linear and embedding weight ~ N(0, 0.02), norm
-// weights 1, and the projections that write into the residual stream (o_proj, down_proj) scaled by
+// weights 1, biases (where a model has them: Qwen2's q, k, v) 0, and the projections that write into the residual stream (o_proj, down_proj) scaled by
 // 1/sqrt(2L): each of the 2L residual additions adds variance, and the scaling keeps the stream's
 // variance roughly constant with depth. An untrained model then predicts nearly uniformly: its loss
 // starts near ln(V).
@@ -42,7 +42,8 @@ struct LlamaModelImpl : torch::nn::Module {
   explicit LlamaModelImpl(const ModelConfig& config) {
     embed_tokens = register_module("embed_tokens", TokenEmbedding(config.vocab_size, config.hidden_size));
     layers = register_module("layers", torch::nn::ModuleList());
-    for (int64_t i = 0; i < config.num_hidden_layers; ++i) layers->push_back(TransformerBlock(config));
+    const RotaryEmbedding rope = rotary_embedding(config);  // one set of tables, shared by every layer
+    for (int64_t i = 0; i < config.num_hidden_layers; ++i) layers->push_back(TransformerBlock(config, rope));
     norm = register_module("norm", RMSNorm(config.hidden_size, config.rms_norm_eps));
   }
 
@@ -67,13 +68,14 @@ struct CausalLMImpl : torch::nn::Module {
     if (!config.tie_word_embeddings) {
       lm_head = register_module("lm_head", Linear(config.hidden_size, config.vocab_size));
     }
-    init_weights();
+    if (!DeferredInit::active()) init_weights();  // else a checkpoint fills the weights (lesson 02's init.h)
   }
 
   // GPT-2's initialization, described at the top of this file.
   void init_weights() {
     // 1. Under torch::NoGradGuard, for every (name, parameter) in named_parameters():
-    //      names ending in "norm.weight" (RMSNorm): fill with 1;
+    //      names ending in "norm.weight" (RMSNorm, q_norm and k_norm included): fill with 1;
+    //      names ending in ".bias": fill with 0;
     //      names ending in "o_proj.weight" or "down_proj.weight": normal(0, 0.02 / sqrt(2 L));
     //      every other weight: normal(0, 0.02).
     LLM_TODO("lesson05: CausalLM::init_weights(): N(0, 0.02), residual projections / sqrt(2L), norms 1");

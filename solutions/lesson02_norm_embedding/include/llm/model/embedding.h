@@ -13,6 +13,7 @@
 #pragma once
 
 #include <llm/common/todo.h>
+#include <llm/model/init.h>
 
 #include <torch/torch.h>
 
@@ -25,7 +26,8 @@ struct TokenEmbeddingImpl : torch::nn::Module {
   TokenEmbeddingImpl(int64_t vocab_size, int64_t dim) : vocab_size(vocab_size), dim(dim) {
     TORCH_CHECK(vocab_size > 0 && dim > 0, "TokenEmbedding: vocab_size and dim must be positive, got ", vocab_size,
                 " and ", dim);
-    weight = register_parameter("weight", torch::randn({vocab_size, dim}) * kEmbeddingInitStd);
+    weight = register_parameter("weight", DeferredInit::active() ? torch::empty({vocab_size, dim})  // loaded next
+                                                                 : torch::randn({vocab_size, dim}) * kEmbeddingInitStd);
   }
 
   // ids: any shape S of integer ids in [0, V) -> (S..., C)

@@ -1,4 +1,5 @@
-// Lesson 02 (given) - a linear layer without bias: y = x W^T, W of shape (out, in).
+// Lesson 02 (given) - a linear layer: y = x W^T (+ b), W of shape (out, in). Llama has no biases;
+// Qwen2 puts them on the query, key and value projections, so a bias is an option, off by default.
 //
 // Shapes: any leading dimensions S, then `in` features -> (S..., out).
 //
@@ -15,8 +16,11 @@
 //
 // Lesson 11 changes what some layers compute without taking them out of the model: LoRA adds a
 // low-rank branch, QLoRA stores the weight in 4 bits. Both attach a LinearAdapter here; while one
-// is attached, forward() is the adapter's, given the layer itself (its weight and sizes).
+// is attached, it computes the x W^T part, given the layer itself (its weight and sizes), and the
+// layer adds its bias after (PEFT's LoRA adds its branch to the base layer's output, bias included).
 #pragma once
+
+#include <llm/model/init.h>
 
 #include <ATen/autocast_mode.h>
 #include <torch/torch.h>
@@ -48,20 +52,30 @@ inline torch::Tensor linear_no_bias(const torch::Tensor& x, const torch::Tensor&
 }
 
 struct LinearImpl : torch::nn::Module {
-  LinearImpl(int64_t in_features, int64_t out_features) : in_features(in_features), out_features(out_features) {
+  LinearImpl(int64_t in_features, int64_t out_features, bool with_bias = false)
+      : in_features(in_features), out_features(out_features) {
     TORCH_CHECK(in_features > 0 && out_features > 0, "Linear: in and out features must be positive, got ", in_features,
                 " and ", out_features);
     weight = register_parameter("weight", torch::empty({out_features, in_features}));
+    if (with_bias) bias = register_parameter("bias", torch::empty({out_features}));
+    if (DeferredInit::active()) return;  // a checkpoint will fill them (init.h)
+    torch::NoGradGuard no_grad;
     torch::nn::init::kaiming_uniform_(weight, std::sqrt(5.0));
+    if (with_bias) {  // nn::Linear's initialisation: U(-1/sqrt(in), 1/sqrt(in))
+      const double bound = 1.0 / std::sqrt(static_cast<double>(in_features));
+      bias.uniform_(-bound, bound);
+    }
   }
 
   // x: (S..., in) -> (S..., out)
   torch::Tensor forward(const torch::Tensor& x) {
-    return adapter ? adapter->forward(x, *this) : linear_no_bias(x, weight);
+    auto y = adapter ? adapter->forward(x, *this) : linear_no_bias(x, weight);
+    return bias.defined() ? y + bias.to(y.scalar_type()) : y;
   }
 
   int64_t in_features, out_features;
   torch::Tensor weight;                    // (out, in)
+  torch::Tensor bias;                      // (out,), or undefined: no bias
   std::shared_ptr<LinearAdapter> adapter;  // lesson 11 (LoRA, 4-bit weights); nullptr: x W^T
 };
 TORCH_MODULE(Linear);

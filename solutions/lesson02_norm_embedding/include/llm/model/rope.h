@@ -25,11 +25,30 @@
 // For decoding with a KV cache (lesson 05) a new token sits at position `offset`, not 0: apply()
 // takes that offset and uses the angles of positions offset .. offset + T - 1. Packed training
 // (lesson 06) gives every token its own position instead: apply() also takes a tensor of positions.
+//
+// Longer contexts: a model pretrained on 8,192 positions has never seen the slowest pairs turn
+// further than 8,192 w_i. Llama 3.1 stretches RoPE to 128K by *slowing the slow pairs down*
+// (rope_type "llama3"; Meta's llama-models, apply_scaling; transformers' modeling_rope_utils.py,
+// _compute_llama3_parameters). With the pair's wavelength lambda_i = 2 pi / w_i and L the original
+// context (original_max_position_embeddings):
+//
+//     lambda_i < L / high_freq_factor     high frequency: w_i unchanged (local order stays sharp)
+//     lambda_i > L / low_freq_factor      low frequency:  w_i / factor  (stretched to the new length)
+//     in between                          s = (L / lambda_i - low_freq_factor) / (high_freq_factor - low_freq_factor)
+//                                         w_i' = (1 - s) w_i / factor + s w_i   (a smooth blend)
+//
+// Llama 3.1 and 3.2 use factor 8 (3.2 1B/3B: 32), low_freq_factor 1, high_freq_factor 4, L 8192.
+// The older "linear" scaling (position interpolation, Chen et al. 2023) divides every w_i by factor.
 #pragma once
 
 #include <llm/common/todo.h>
 
 #include <torch/torch.h>
+
+#include <cmath>
+#include <stdexcept>
+#include <string>
+#include <utility>
 
 namespace llm {
 
@@ -38,15 +57,52 @@ inline constexpr double kRopeTheta = 10000.0;
 
 enum class RopePairing { kHalf, kInterleaved };
 
+// How the frequencies are changed for a longer context (the config's rope_scaling, lesson 01).
+struct RopeScaling {
+  std::string type = "none";  // none | linear | llama3
+  double factor = 1.0;
+  double low_freq_factor = 1.0;
+  double high_freq_factor = 4.0;
+  int64_t original_max_position_embeddings = 8192;
+};
+
+// The frequencies w_i (float64, (D/2,)) after `scaling`: unchanged for "none", / factor for
+// "linear", Llama 3's three bands for "llama3" (the formula above).
+inline torch::Tensor scaled_frequencies(const torch::Tensor& inv_freq, const RopeScaling& scaling) {
+  // 1. "none": return inv_freq. "linear": inv_freq / factor. Anything else but "llama3": throw
+  //    std::invalid_argument naming the type and the valid ones.
+  // 2. "llama3": wavelength = 2 pi / inv_freq; L = original_max_position_embeddings;
+  //    low = inv_freq / factor                                   where wavelength > L / low_freq_factor
+  //    s   = (L / wavelength - low_freq_factor) / (high_freq_factor - low_freq_factor)
+  //    mid = (1 - s) * inv_freq / factor + s * inv_freq           where neither bound holds
+  //    inv_freq itself                                            where wavelength < L / high_freq_factor
+  //    (torch::where twice, as in transformers' _compute_llama3_parameters).
+  // BEGIN SOLUTION: scaled_frequencies(): none, linear (/ factor) or Llama 3's three bands by wavelength
+  if (scaling.type == "none") return inv_freq;
+  if (scaling.type == "linear") return inv_freq / scaling.factor;
+  if (scaling.type != "llama3") {
+    throw std::invalid_argument("RoPE scaling '" + scaling.type + "' is not one of: none, linear, llama3");
+  }
+  const double L = static_cast<double>(scaling.original_max_position_embeddings);
+  auto wavelength = 2.0 * M_PI / inv_freq;  // (D/2,)
+  auto low = torch::where(wavelength > L / scaling.low_freq_factor, inv_freq / scaling.factor, inv_freq);
+  auto s = (L / wavelength - scaling.low_freq_factor) / (scaling.high_freq_factor - scaling.low_freq_factor);
+  auto mid = (1 - s) * inv_freq / scaling.factor + s * inv_freq;
+  auto medium = wavelength.ge(L / scaling.high_freq_factor).logical_and(wavelength.le(L / scaling.low_freq_factor));
+  return torch::where(medium, mid, low);
+  // END SOLUTION
+}
+
 class RotaryEmbedding {
  public:
   // Precomputes cos(t w_i) and sin(t w_i) for t = 0 .. max_len - 1 in float32.
   RotaryEmbedding(int64_t head_dim, int64_t max_len, double theta = kRopeTheta,
-                  RopePairing pairing = RopePairing::kHalf)
-      : head_dim_(head_dim), max_len_(max_len), theta_(theta), pairing_(pairing) {
+                  RopePairing pairing = RopePairing::kHalf, RopeScaling scaling = {})
+      : head_dim_(head_dim), max_len_(max_len), theta_(theta), pairing_(pairing), scaling_(std::move(scaling)) {
     // 1. Check head_dim is positive and even (channels come in pairs) and max_len and theta positive;
     //    e.g. "RotaryEmbedding: head_dim must be positive and even, got 7".
-    // 2. w = theta ^ (-(0, 2, 4, .., D-2) / D)                      // (D/2,)  in float64, then float32
+    // 2. w = theta ^ (-(0, 2, 4, .., D-2) / D)                      // (D/2,)  in float64
+    //    then w = scaled_frequencies(w, scaling_)                   // a longer context, if asked
     // 3. angles = outer(t = 0 .. L-1, w)                            // (L, D/2)
     // 4. cos_ = cos(angles), sin_ = sin(angles)                     // (L, D/2) float32 each
     // BEGIN SOLUTION: RotaryEmbedding(): w_i = theta^(-2i/D); cos/sin of outer(positions, w)
@@ -57,9 +113,9 @@ class RotaryEmbedding {
     // float64 for the angles: Hugging Face and Meta compute t * w in fp32, which is off by ~1.5e-4
     // radians at t = 4095; float64 costs nothing here (once, at construction) and is exact enough.
     auto exponents = torch::arange(0, head_dim, 2, torch::kFloat64) / static_cast<double>(head_dim);
-    auto inv_freq = torch::pow(theta, -exponents);             // (D/2,)
-    auto positions = torch::arange(max_len, torch::kFloat64);  // (L,)
-    auto angles = torch::outer(positions, inv_freq);           // (L, D/2)
+    auto inv_freq = scaled_frequencies(torch::pow(theta, -exponents), scaling_);  // (D/2,)
+    auto positions = torch::arange(max_len, torch::kFloat64);                     // (L,)
+    auto angles = torch::outer(positions, inv_freq);                              // (L, D/2)
     cos_ = angles.cos().to(torch::kFloat32);
     sin_ = angles.sin().to(torch::kFloat32);
     // END SOLUTION
@@ -116,6 +172,7 @@ class RotaryEmbedding {
   int64_t max_len() const { return max_len_; }
   double theta() const { return theta_; }
   RopePairing pairing() const { return pairing_; }
+  const RopeScaling& scaling() const { return scaling_; }
   const torch::Tensor& cos() const { return cos_; }  // (L, D/2)
   const torch::Tensor& sin() const { return sin_; }  // (L, D/2)
 
@@ -154,6 +211,7 @@ class RotaryEmbedding {
   int64_t max_len_;
   double theta_;
   RopePairing pairing_;
+  RopeScaling scaling_;
   torch::Tensor cos_;  // (L, D/2) float32
   torch::Tensor sin_;  // (L, D/2) float32
 };
