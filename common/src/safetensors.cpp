@@ -7,7 +7,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstdint>
 #include <cstring>
 #include <stdexcept>
@@ -80,25 +85,19 @@ void save_safetensors(const std::string& path, const TensorMap& tensors,
   write_file_atomically(path, encode_safetensors(tensors, metadata));
 }
 
-SafetensorsFile decode_safetensors(const std::string& bytes, const std::string& where) {
-  if (bytes.size() < 8)
-    throw SafetensorsError(where + ": " + std::to_string(bytes.size()) + " bytes, too short for safetensors");
-  uint64_t n = 0;
-  std::memcpy(&n, bytes.data(), 8);
-  if (n > bytes.size() - 8) {
-    throw SafetensorsError(where + ": the header length " + std::to_string(n) + " exceeds the file (" +
-                           std::to_string(bytes.size()) + " bytes): truncated or not safetensors");
-  }
+namespace {
+
+// Parses and checks a header: every entry well formed, every offset inside the `data_size` data
+// bytes, each byte count matching its shape, the data covered exactly once.
+void parse_header(const char* json, uint64_t n, uint64_t data_size, const std::string& where,
+                  std::map<std::string, SafetensorsEntry>& entries, std::map<std::string, std::string>& metadata) {
   nlohmann::json header;
   try {
-    header = nlohmann::json::parse(bytes.begin() + 8, bytes.begin() + 8 + static_cast<std::ptrdiff_t>(n));
+    header = nlohmann::json::parse(json, json + n);
   } catch (const nlohmann::json::exception& e) {
     throw SafetensorsError(where + ": the header is not valid JSON: " + e.what());
   }
   if (!header.is_object()) throw SafetensorsError(where + ": the header is not a JSON object");
-  const uint64_t data_size = bytes.size() - 8 - n;
-  const char* data = bytes.data() + 8 + n;
-  SafetensorsFile file;
   std::vector<std::pair<uint64_t, uint64_t>> ranges;
   for (const auto& [name, entry] : header.items()) {
     const std::string at = where + ": tensor '" + name + "'";
@@ -106,7 +105,7 @@ SafetensorsFile decode_safetensors(const std::string& bytes, const std::string& 
       if (!entry.is_object()) throw SafetensorsError(where + ": __metadata__ is not an object");
       for (const auto& [k, v] : entry.items()) {
         if (!v.is_string()) throw SafetensorsError(where + ": __metadata__['" + k + "'] is not a string");
-        file.metadata[k] = v.get<std::string>();
+        metadata[k] = v.get<std::string>();
       }
       continue;
     }
@@ -142,9 +141,7 @@ SafetensorsFile decode_safetensors(const std::string& bytes, const std::string& 
                              std::to_string(numel) + " elements of " + std::to_string(element) + " bytes");
     }
     ranges.emplace_back(begin, end);
-    auto t = torch::empty(shape, torch::dtype(dtype));
-    if (numel > 0) std::memcpy(t.data_ptr(), data + begin, end - begin);
-    file.tensors[name] = t;
+    entries[name] = {dtype, shape, begin, end};
   }
   // The data must be covered exactly once, without gaps or overlaps (the format's own rule).
   std::sort(ranges.begin(), ranges.end());
@@ -159,6 +156,28 @@ SafetensorsFile decode_safetensors(const std::string& bytes, const std::string& 
   if (covered != data_size) {
     throw SafetensorsError(where + ": " + std::to_string(data_size - covered) + " bytes after the last tensor");
   }
+}
+
+}  // namespace
+
+SafetensorsFile decode_safetensors(const std::string& bytes, const std::string& where) {
+  if (bytes.size() < 8)
+    throw SafetensorsError(where + ": " + std::to_string(bytes.size()) + " bytes, too short for safetensors");
+  uint64_t n = 0;
+  std::memcpy(&n, bytes.data(), 8);
+  if (n > bytes.size() - 8) {
+    throw SafetensorsError(where + ": the header length " + std::to_string(n) + " exceeds the file (" +
+                           std::to_string(bytes.size()) + " bytes): truncated or not safetensors");
+  }
+  std::map<std::string, SafetensorsEntry> entries;
+  SafetensorsFile file;
+  parse_header(bytes.data() + 8, n, bytes.size() - 8 - n, where, entries, file.metadata);
+  const char* data = bytes.data() + 8 + n;
+  for (const auto& [name, e] : entries) {
+    auto t = torch::empty(e.shape, torch::dtype(e.dtype));
+    if (e.end > e.begin) std::memcpy(t.data_ptr(), data + e.begin, e.end - e.begin);
+    file.tensors[name] = t;
+  }
   return file;
 }
 
@@ -170,6 +189,81 @@ SafetensorsFile load_safetensors(const std::string& path) {
     throw SafetensorsError(e.what());
   }
   return decode_safetensors(bytes, path);
+}
+
+namespace {
+
+// pread() until `size` bytes are in; a short file or an I/O error throws naming the file.
+void read_at(int fd, char* out, uint64_t size, uint64_t offset, const std::string& where) {
+  while (size > 0) {
+    const ssize_t got = ::pread(fd, out, size, static_cast<off_t>(offset));
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) {
+      throw SafetensorsError(where + ": cannot read " + std::to_string(size) + " bytes at offset " +
+                             std::to_string(offset) +
+                             (got < 0 ? std::string(": ") + std::strerror(errno) : ": the file ends"));
+    }
+    out += got, size -= static_cast<uint64_t>(got), offset += static_cast<uint64_t>(got);
+  }
+}
+
+}  // namespace
+
+SafetensorsReader::SafetensorsReader(const std::string& path) : path_(path) {
+  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd_ < 0) throw SafetensorsError("cannot read '" + path + "': " + std::strerror(errno));
+  try {
+    struct stat st {};
+    if (::fstat(fd_, &st) != 0) throw SafetensorsError("cannot stat '" + path + "': " + std::strerror(errno));
+    const uint64_t size = static_cast<uint64_t>(st.st_size);
+    if (size < 8) throw SafetensorsError(path + ": " + std::to_string(size) + " bytes, too short for safetensors");
+    uint64_t n = 0;
+    read_at(fd_, reinterpret_cast<char*>(&n), 8, 0, path);
+    if (n > size - 8) {
+      throw SafetensorsError(path + ": the header length " + std::to_string(n) + " exceeds the file (" +
+                             std::to_string(size) + " bytes): truncated or not safetensors");
+    }
+    std::string header(n, '\0');
+    read_at(fd_, header.data(), n, 8, path);
+    data_start_ = 8 + n;
+    parse_header(header.data(), n, size - data_start_, path, entries_, metadata_);
+  } catch (...) {
+    ::close(fd_);
+    throw;
+  }
+}
+
+SafetensorsReader::~SafetensorsReader() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void SafetensorsReader::read_into(const std::string& name, torch::Tensor& out) const {
+  auto it = entries_.find(name);
+  if (it == entries_.end()) throw SafetensorsError(path_ + ": no tensor '" + name + "'");
+  const SafetensorsEntry& e = it->second;
+  if (out.sizes().vec() != e.shape) {
+    throw SafetensorsError(path_ + ": tensor '" + name + "' has shape " + c10::str(c10::IntArrayRef(e.shape)) +
+                           " but " + c10::str(out.sizes()) + " is expected");
+  }
+  if (e.end == e.begin) return;
+  if (out.scalar_type() == e.dtype && out.is_contiguous() && out.device().is_cpu()) {
+    read_at(fd_, static_cast<char*>(out.data_ptr()), e.end - e.begin, data_start_ + e.begin,
+            path_ + ": tensor '" + name + "'");
+    return;
+  }
+  auto stored = torch::empty(e.shape, torch::dtype(e.dtype));
+  read_at(fd_, static_cast<char*>(stored.data_ptr()), e.end - e.begin, data_start_ + e.begin,
+          path_ + ": tensor '" + name + "'");
+  torch::NoGradGuard no_grad;
+  out.copy_(stored);
+}
+
+torch::Tensor SafetensorsReader::read(const std::string& name) const {
+  auto it = entries_.find(name);
+  if (it == entries_.end()) throw SafetensorsError(path_ + ": no tensor '" + name + "'");
+  auto t = torch::empty(it->second.shape, torch::dtype(it->second.dtype));
+  read_into(name, t);
+  return t;
 }
 
 }  // namespace llm

@@ -32,13 +32,8 @@ Stage open_stage(const std::string& name, const StageOptions& o, ConfigSections&
   s.threads = configure_threads(train.threads);
   torch::manual_seed(static_cast<uint64_t>(train.seed));
   s.loaded = load_hf_folder(o.model_dir);
-  for (const char* special : {ChatTemplate::kUser, ChatTemplate::kAssistant, ChatTemplate::kEnd}) {
-    if (special_or_none(s.loaded.tokenizer, special) < 0) {
-      throw UsageError(o.model_dir + ": its tokenizer has no " + special +
-                       " token; the alignment stages need the chat tokens (llm tokenizer train --chat)");
-    }
-  }
-  s.chat = ChatTemplate::from(s.loaded.tokenizer);
+  // Our models need the chat tokens (llm tokenizer train --chat); a downloaded one its chat template.
+  s.chat = ChatFormat::of(s.loaded);
   s.tasks = parse_task_list(tasks.names);
   s.dir = prepare_stage_dir(o.run, name, o.resume);
   write_text((fs::path(s.dir) / "config.yaml").string(),
@@ -53,22 +48,58 @@ nlohmann::json TaskEval::to_json() const {
           {"problems", problems}, {"per_task", per_task},       {"samples", samples}};
 }
 
-Sampled sample_answers(CausalLM& model, const BpeTokenizer& tok, const ChatTemplate& chat,
+ChatRenderOptions task_render_options(const ChatFormat& chat) {
+  ChatRenderOptions o;
+  if (chat.has_thinking_switch()) o.enable_thinking = false;
+  return o;
+}
+
+std::vector<ChatTurn> task_turns(const std::string& prompt) {
+  return {{"user", prompt, std::nullopt}};
+}
+
+std::vector<int64_t> task_prompt(const BpeTokenizer& tok, const ChatFormat& chat, const std::string& prompt) {
+  return chat.prompt(tok, task_turns(prompt), task_render_options(chat));
+}
+
+std::vector<ChatTurn> task_chat(const TaskExample& example) {
+  std::vector<ChatTurn> turns;
+  for (const auto& m : task_conversation(example)) turns.push_back({m.role, m.content, std::nullopt});
+  return turns;
+}
+
+std::optional<TokenizedPair> tokenize_task_pair(const BpeTokenizer& tok, const ChatFormat& chat,
+                                                const PreferenceExample& pair, int64_t max_length) {
+  if (chat.family() == ChatFormat::Family::kOurs) return tokenize_pair(tok, chat.ours(), pair, max_length);
+  const auto options = task_render_options(chat);
+  TokenizedPair t;
+  t.prompt = chat.prompt(tok, task_turns(pair.prompt), options);
+  if (static_cast<int64_t>(t.prompt.size()) >= max_length) return std::nullopt;
+  t.chosen = chat.completion(tok, task_turns(pair.prompt), pair.chosen, options);
+  t.rejected = chat.completion(tok, task_turns(pair.prompt), pair.rejected, options);
+  const size_t room = static_cast<size_t>(max_length) - t.prompt.size();
+  if (t.chosen.size() > room) t.chosen.resize(room);
+  if (t.rejected.size() > room) t.rejected.resize(room);
+  return t;
+}
+
+Sampled sample_answers(CausalLM& model, const BpeTokenizer& tok, const ChatFormat& chat,
                        const std::vector<TaskExample>& problems, int64_t group_size, double temperature,
                        int64_t max_new_tokens, uint64_t seed) {
   Sampled s;
   for (const auto& p : problems) {
-    const auto prompt = render_prompt(tok, chat, {{"user", p.prompt}});
+    const auto prompt = task_prompt(tok, chat, p.prompt);
     for (int64_t g = 0; g < group_size; ++g) s.prompts.push_back(prompt);
   }
   GenerationConfig gen;
   gen.max_new_tokens = max_new_tokens;
   gen.sampling.temperature = temperature;
-  gen.stop_tokens = {chat.end};
-  gen.pad_id = chat.pad;
+  gen.stop_tokens = chat.stop_ids();
+  gen.pad_id = chat.pad_id();
   s.completions = generate(model, s.prompts, gen, at::make_generator<at::CPUGeneratorImpl>(seed));
+  const auto& stops = chat.stop_ids();
   for (const auto& c : s.completions) {
-    const bool ended = !c.empty() && c.back() == chat.end;
+    const bool ended = !c.empty() && std::find(stops.begin(), stops.end(), c.back()) != stops.end();
     s.ended.push_back(ended);
     std::vector<TokenId> text(c.begin(), c.end() - (ended ? 1 : 0));
     s.texts.push_back(tok.decode(text));
@@ -76,7 +107,7 @@ Sampled sample_answers(CausalLM& model, const BpeTokenizer& tok, const ChatTempl
   return s;
 }
 
-TaskEval evaluate_tasks(CausalLM& model, const BpeTokenizer& tok, const ChatTemplate& chat, const TaskConfig& config) {
+TaskEval evaluate_tasks(CausalLM& model, const BpeTokenizer& tok, const ChatFormat& chat, const TaskConfig& config) {
   const auto names = parse_task_list(config.names);
   const auto problems = make_task_examples(names, Split::kTest, static_cast<uint64_t>(config.seed), config.test_size);
   TaskEval e;
@@ -118,7 +149,7 @@ void print_task_eval(const std::string& when, const TaskEval& e) {
   for (const auto& s : e.samples) fmt::print("  {}\n", s);
 }
 
-RolloutRows rollout_rows(const Sampled& s, int64_t pad_id, int64_t end_id) {
+RolloutRows rollout_rows(const Sampled& s, int64_t pad_id, const std::vector<int64_t>& stop_ids) {
   const int64_t N = static_cast<int64_t>(s.prompts.size());
   int64_t P = 0, T = 1;
   for (int64_t i = 0; i < N; ++i) {
@@ -139,7 +170,7 @@ RolloutRows rollout_rows(const Sampled& s, int64_t pad_id, int64_t end_id) {
       in[i][P + t] = s.completions[i][t];
       am[i][P + t] = true;
       cm[i][P + t] = true;
-      if (s.completions[i][t] == end_id) break;
+      if (std::find(stop_ids.begin(), stop_ids.end(), s.completions[i][t]) != stop_ids.end()) break;
     }
   }
   return {ids, attention, completion};
@@ -215,7 +246,9 @@ void finish_stage(Stage& stage, CausalLM& model, const nlohmann::json& summary,
   const std::string final_dir = (fs::path(stage.dir) / "final").string();
   if (fs::exists(final_dir)) fs::remove_all(final_dir);  // a resumed run finishing again
   model->eval();
-  save_hf_folder(final_dir, model, stage.loaded.tokenizer);
+  SaveOptions save;
+  save.source_dir = stage.loaded.dir;  // its tokenizer files and generation settings, as they were
+  save_hf_folder(final_dir, model, stage.loaded.tokenizer, save);
   plot_metrics(stage.metrics.path(), (fs::path(stage.dir) / "loss.png").string(), stage.name, plot, ylabel);
   auto s = summary;
   s["stage"] = stage.name;

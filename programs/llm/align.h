@@ -6,12 +6,14 @@
 //   runs/NAME/dpo/    ...          (each stage reads the previous stage's final/ by --model)
 #pragma once
 
+#include <llm/cli/chat_format.h>
 #include <llm/cli/config.h>
 #include <llm/cli/hf_folder.h>
 #include <llm/cli/run.h>
 #include <llm/cli/tasks.h>
 #include <llm/config/fields.h>
 #include <llm/config/train_config.h>
+#include <llm/data/preference.h>
 #include <llm/data/sft.h>
 #include <llm/train/adamw.h>
 #include <llm/train/checkpoint.h>
@@ -61,11 +63,11 @@ struct StageOptions {
 };
 void add_stage_options(CLI::App& app, StageOptions& o, const std::string& stage, const std::string& previous);
 
-// A stage set up: its folder, config, model, tokenizer, the chat template, the log.
+// A stage set up: its folder, config, model, tokenizer, the chat format, the log.
 struct Stage {
   std::string name, dir;
-  HfModel loaded;  // the model this stage starts from (trained in place)
-  ChatTemplate chat;
+  HfModel loaded;   // the model this stage starts from (trained in place)
+  ChatFormat chat;  // lesson 06's template for our models, the model's own for a downloaded one
   std::vector<std::string> tasks;
   int64_t threads = 1;
   MetricsLog metrics;
@@ -88,7 +90,20 @@ struct TaskEval {
   std::vector<std::string> task_of;        // per test problem, its task (the paired comparison per task)
   nlohmann::json to_json() const;
 };
-TaskEval evaluate_tasks(CausalLM& model, const BpeTokenizer& tok, const ChatTemplate& chat, const TaskConfig& config);
+TaskEval evaluate_tasks(CausalLM& model, const BpeTokenizer& tok, const ChatFormat& chat, const TaskConfig& config);
+
+// How the built-in tasks' prompts are rendered: a one-line question, answered at once (Qwen3's
+// template with enable_thinking = false, so an answer of a few tokens is not a reasoning block).
+ChatRenderOptions task_render_options(const ChatFormat& chat);
+// The conversation of one task prompt, and the prompt ids that ask for the answer.
+std::vector<ChatTurn> task_turns(const std::string& prompt);
+std::vector<int64_t> task_prompt(const BpeTokenizer& tok, const ChatFormat& chat, const std::string& prompt);
+// A task example as a chat: the question, then the answer (tasks.h's task_conversation).
+std::vector<ChatTurn> task_chat(const TaskExample& example);
+// A preference pair tokenized: lesson 06's tokenize_pair for our template; for a model's own
+// template the same layout (one prompt, each answer through its end-of-turn token), cut alike.
+std::optional<TokenizedPair> tokenize_task_pair(const BpeTokenizer& tok, const ChatFormat& chat,
+                                                const PreferenceExample& pair, int64_t max_length);
 void print_task_eval(const std::string& when, const TaskEval& e);
 
 // Sampled answers to prompts: G per prompt, laid out group by group, with the KV cache.
@@ -98,7 +113,7 @@ struct Sampled {
   std::vector<bool> ended;
   std::vector<std::string> texts;  // decoded completions without the end token
 };
-Sampled sample_answers(CausalLM& model, const BpeTokenizer& tok, const ChatTemplate& chat,
+Sampled sample_answers(CausalLM& model, const BpeTokenizer& tok, const ChatFormat& chat,
                        const std::vector<TaskExample>& problems, int64_t group_size, double temperature,
                        int64_t max_new_tokens, uint64_t seed);
 
@@ -106,7 +121,7 @@ Sampled sample_answers(CausalLM& model, const BpeTokenizer& tok, const ChatTempl
 struct RolloutRows {
   torch::Tensor input_ids, attention_mask, completion_mask;  // (N, S)
 };
-RolloutRows rollout_rows(const Sampled& s, int64_t pad_id, int64_t end_id);
+RolloutRows rollout_rows(const Sampled& s, int64_t pad_id, const std::vector<int64_t>& stop_ids);
 
 // A model folder loaded as a frozen reference: eval mode, no parameter requires a gradient.
 CausalLM load_frozen_reference(const std::string& dir);

@@ -95,7 +95,7 @@ std::vector<TokenizedPair> make_pairs(const Stage& stage, const TaskConfig& task
       pair.rejected = own[i];
       if (sampled != nullptr) ++*sampled;
     }
-    if (auto p = tokenize_pair(stage.loaded.tokenizer, stage.chat, pair, tasks.max_length)) {
+    if (auto p = tokenize_task_pair(stage.loaded.tokenizer, stage.chat, pair, tasks.max_length)) {
       out.push_back(std::move(*p));
     }
   }
@@ -153,8 +153,8 @@ int run(const StageOptions& o) {
   int64_t own_mistakes = 0;
   const auto held_out = make_pairs(stage, tasks, Split::kTest, tasks.test_size, 0, sampler, dpo.samples, &own_mistakes);
   const auto made_up = make_pairs(stage, tasks, Split::kTest, tasks.test_size, 0);
-  const double pref_before = preference_accuracy(model, held_out, stage.chat.pad);
-  const double made_up_before = preference_accuracy(model, made_up, stage.chat.pad);
+  const double pref_before = preference_accuracy(model, held_out, stage.chat.pad_id());
+  const double made_up_before = preference_accuracy(model, made_up, stage.chat.pad_id());
   const TaskEval before = evaluate_tasks(model, stage.loaded.tokenizer, stage.chat, tasks);
   fmt::print(
       "before DPO: held-out preference accuracy {:.3f} on {} pairs ({} rejections are the model's own "
@@ -174,7 +174,7 @@ int run(const StageOptions& o) {
   std::function<std::vector<DpoBatch>()> next = [&] {
     const auto pairs = make_pairs(stage, tasks, Split::kTrain, train.batch_size,
                                   opt.trainer->step_count() * train.batch_size, sampler, dpo.samples);
-    return std::vector<DpoBatch>{with_reference_logprobs(reference, collate_preference(pairs, stage.chat.pad))};
+    return std::vector<DpoBatch>{with_reference_logprobs(reference, collate_preference(pairs, stage.chat.pad_id()))};
   };
   std::function<int64_t(const DpoBatch&)> count = [](const DpoBatch& b) { return b.pairs.num_pairs(); };
   std::function<LossSum(const DpoBatch&)> loss_sum = [&](const DpoBatch& b) { return dpo_loss_sum(model, b, options); };
@@ -200,12 +200,12 @@ int run(const StageOptions& o) {
 
   // ---- after ----
   model->eval();
-  const double pref_after = preference_accuracy(model, held_out, stage.chat.pad);
-  const double made_up_after = preference_accuracy(model, made_up, stage.chat.pad);
+  const double pref_after = preference_accuracy(model, held_out, stage.chat.pad_id());
+  const double made_up_after = preference_accuracy(model, made_up, stage.chat.pad_id());
   double reward_acc = 0;
   {
     torch::NoGradGuard no_grad;
-    const auto b = with_reference_logprobs(reference, collate_preference(held_out, stage.chat.pad));
+    const auto b = with_reference_logprobs(reference, collate_preference(held_out, stage.chat.pad_id()));
     auto out = dpo_loss_sum(model, b, options);
     reward_acc = out.metrics["rewards/accuracies"] / static_cast<double>(held_out.size());
   }

@@ -1,5 +1,5 @@
-// llm evaluate: one report on any model folder (ours or a Hugging Face Llama), with lesson 12's
-// measures.
+// llm evaluate: one report on any model folder (ours, or a downloaded Llama 3, Qwen or SmolLM2), with
+// lesson 12's measures.
 //
 //   llm evaluate --model runs/demo/sft/final                     writes runs/demo/sft/evaluation/
 //   llm evaluate --model runs/demo/grpo/final --out /tmp/e --set eval.pass_samples=16
@@ -13,7 +13,9 @@
 //   pass@k        n sampled answers per test problem, the unbiased estimator (Chen et al. 2021)
 //   cost          parameters, FLOPs per token (6N + attention), the training-memory estimate
 //   samples       a few answers and a continuation of the novel
-// Models without the chat tokens (a plain pretrained folder from elsewhere) get the first two.
+// Models without a chat template (a pretrained model, ours or a base model from elsewhere) get the
+// first two. A model runs in the dtype its files store, and a batch of a large-vocabulary model is
+// cut so that its logits stay near 512 MB (Qwen3's 151,936 columns make one 256-token row 156 MB).
 #include "align.h"
 #include "commands.h"
 
@@ -29,6 +31,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <optional>
 #include <set>
 
 namespace llm::cli {
@@ -81,6 +84,13 @@ struct Options {
   bool overwrite = false;
 };
 
+// Rows per forward pass: at most `batch_size`, and few enough that the fp32 logits of rows of T
+// tokens stay within 512 MB.
+int64_t rows_per_batch(int64_t batch_size, int64_t T, int64_t V) {
+  const int64_t budget = int64_t{512} << 20;
+  return std::max<int64_t>(1, std::min<int64_t>(batch_size, budget / std::max<int64_t>(1, T * V * 4)));
+}
+
 // Deterministic choices for the multiple-choice sets.
 struct Rng {
   SplitMix64 g;
@@ -106,11 +116,17 @@ LossTotals validation_totals(CausalLM& model, const BpeTokenizer& tok, const Eva
     throw UsageError(c.val_data + " has " + std::to_string(ids.size()) + " tokens; need more than " +
                      std::to_string(T));
   auto all = torch::tensor(std::vector<int64_t>(ids.begin(), ids.end()), torch::kLong);
-  const auto token_bytes = token_byte_counts(tok);
+  // A downloaded model's embedding may have more rows than its tokenizer has tokens (Qwen's 151,936
+  // for 151,669): no text holds the extra ids, so they count 0 bytes.
+  auto token_bytes = token_byte_counts(tok);
+  const int64_t V = model->config.vocab_size;
+  if (token_bytes.size(0) < V)
+    token_bytes = torch::cat({token_bytes, torch::zeros({V - token_bytes.size(0)}, token_bytes.options())});
   LossTotals totals;
   torch::NoGradGuard no_grad;
-  for (int64_t b0 = 0; b0 < blocks; b0 += c.batch_size) {
-    const int64_t n = std::min(c.batch_size, blocks - b0);
+  const int64_t rows = rows_per_batch(c.batch_size, T, model->config.vocab_size);
+  for (int64_t b0 = 0; b0 < blocks; b0 += rows) {
+    const int64_t n = std::min(rows, blocks - b0);
     std::vector<torch::Tensor> rows;
     for (int64_t i = 0; i < n; ++i) rows.push_back(all.slice(0, (b0 + i) * T, (b0 + i) * T + T + 1));
     auto block = torch::stack(rows);  // (n, T + 1)
@@ -122,7 +138,7 @@ LossTotals validation_totals(CausalLM& model, const BpeTokenizer& tok, const Eva
 
 // ---- multiple choice ----
 // Capitals: the question in the chat template, each capital as the assistant's answer.
-MultipleChoiceResult capital_choices(CausalLM& model, const BpeTokenizer& tok, const ChatTemplate& chat,
+MultipleChoiceResult capital_choices(CausalLM& model, const BpeTokenizer& tok, const ChatFormat& chat,
                                      const TaskConfig& tasks, const EvalConfig& c) {
   const auto problems = make_task_examples({"capital"}, Split::kTest, static_cast<uint64_t>(tasks.seed), c.mc_items);
   std::vector<ContinuationRequest> requests;
@@ -133,14 +149,15 @@ MultipleChoiceResult capital_choices(CausalLM& model, const BpeTokenizer& tok, c
     auto options = wrong_answers(problems[i], static_cast<uint64_t>(tasks.seed), static_cast<int64_t>(i), 3);
     const auto at = static_cast<int64_t>(rng.below(4));
     options.insert(options.begin() + at, problems[i].answer);
-    const auto prompt = render_prompt(tok, chat, {{"user", problems[i].prompt}});
+    const auto prompt = task_prompt(tok, chat, problems[i].prompt);
     for (const auto& o : options) {
       requests.push_back({std::vector<TokenId>(prompt.begin(), prompt.end()), tok.encode(o, false)});
     }
     choices.push_back(options);
     gold.push_back(at);
   }
-  const auto lls = continuation_loglikelihoods(model, requests, c.batch_size);
+  const auto lls =
+      continuation_loglikelihoods(model, requests, rows_per_batch(c.batch_size, 64, model->config.vocab_size));
   MultipleChoiceResult r;
   for (size_t i = 0; i < choices.size(); ++i) {
     const auto p = predict_choice(std::vector<double>(lls.begin() + 4 * i, lls.begin() + 4 * i + 4), choices[i]);
@@ -197,8 +214,8 @@ nlohmann::json mc_json(const MultipleChoiceResult& r) {
 }
 
 // ---- pass@k: n sampled answers per test problem ----
-nlohmann::json pass_at_k_json(CausalLM& model, const BpeTokenizer& tok, const ChatTemplate& chat,
-                              const TaskConfig& tasks, const EvalConfig& c) {
+nlohmann::json pass_at_k_json(CausalLM& model, const BpeTokenizer& tok, const ChatFormat& chat, const TaskConfig& tasks,
+                              const EvalConfig& c) {
   const auto problems = make_task_examples(parse_task_list(tasks.names), Split::kTest,
                                            static_cast<uint64_t>(tasks.seed), c.pass_problems);
   std::vector<std::pair<int64_t, int64_t>> counts;
@@ -224,7 +241,8 @@ nlohmann::json pass_at_k_json(CausalLM& model, const BpeTokenizer& tok, const Ch
 }
 
 std::string continuation_sample(CausalLM& model, const BpeTokenizer& tok, const std::string& prompt) {
-  auto ids = tok.encode(prompt, false);
+  auto ids = tok.options().prefix_ids;  // Llama 3's BOS, as transformers' pipeline adds it
+  for (TokenId id : tok.encode(prompt, false)) ids.push_back(id);
   GenerationConfig gen;
   gen.max_new_tokens = std::min<int64_t>(60, model->config.max_position_embeddings - static_cast<int64_t>(ids.size()));
   if (gen.max_new_tokens < 1) return prompt;
@@ -296,13 +314,16 @@ int run(const Options& o) {
   const auto t0 = std::chrono::steady_clock::now();
 
   // ---- model ----
-  HfModel loaded = load_hf_folder(o.model_dir);
+  HfModel loaded = load_hf_folder(o.model_dir, {"auto"});
   auto& model = loaded.model;
   const auto& tok = loaded.tokenizer;
   model->eval();
-  bool chat_ok = true;
-  for (const char* special : {ChatTemplate::kUser, ChatTemplate::kAssistant, ChatTemplate::kEnd}) {
-    chat_ok = chat_ok && special_or_none(tok, special) >= 0;
+  std::optional<ChatFormat> chat;
+  std::string no_chat;
+  try {
+    chat = ChatFormat::of(loaded);
+  } catch (const UsageError& e) {
+    no_chat = e.what();
   }
 
   nlohmann::json report;
@@ -319,27 +340,26 @@ int run(const Options& o) {
 
   // ---- multiple choice ----
   const auto cloze = score_multiple_choice(model, tok, cloze_items(read_file(ec.val_data), ec.mc_items, tasks.seed),
-                                           " ", ec.batch_size);
+                                           " ", rows_per_batch(ec.batch_size, 128, model->config.vocab_size));
   report["multiple_choice"]["cloze"] = mc_json(cloze);
   fmt::print("multiple choice, cloze on the held-out novel: acc {:.3f}, acc_norm {:.3f} (n = {})\n", cloze.acc,
              cloze.acc_norm, cloze.n);
   nlohmann::json samples = nlohmann::json::array();
-  if (chat_ok) {
-    const ChatTemplate chat = ChatTemplate::from(tok);
-    const auto capitals = capital_choices(model, tok, chat, tasks, ec);
+  if (chat) {
+    const auto capitals = capital_choices(model, tok, *chat, tasks, ec);
     report["multiple_choice"]["capitals"] = mc_json(capitals);
     fmt::print("multiple choice, capitals: acc {:.3f}, acc_norm {:.3f} (n = {})\n", capitals.acc, capitals.acc_norm,
                capitals.n);
 
     // ---- tasks and pass@k ----
-    const TaskEval e = evaluate_tasks(model, tok, chat, tasks);
+    const TaskEval e = evaluate_tasks(model, tok, *chat, tasks);
     print_task_eval("tasks", e);
     report["tasks"] = e.to_json();
-    report["pass_at_k"] = pass_at_k_json(model, tok, chat, tasks, ec);
+    report["pass_at_k"] = pass_at_k_json(model, tok, *chat, tasks, ec);
     fmt::print("pass@k: {}\n", report["pass_at_k"].dump());
     for (const auto& s : e.samples) samples.push_back(s);
   } else {
-    fmt::print("tasks: skipped, the tokenizer has no chat tokens\n");
+    fmt::print("tasks: skipped: {}\n", no_chat);
   }
   samples.push_back(continuation_sample(model, tok, "It is a truth universally acknowledged"));
   report["samples"] = samples;
@@ -374,7 +394,7 @@ int run(const Options& o) {
 int evaluate_main(int argc, char** argv) {
   CLI::App app{"Evaluate a model folder: bits per byte, multiple choice, task accuracy, pass@k, cost.", "llm evaluate"};
   Options o;
-  app.add_option("--model", o.model_dir, "a model folder (any stage's final/, or a Hugging Face Llama folder)")
+  app.add_option("--model", o.model_dir, "a model folder (any stage's final/, or a downloaded Llama 3, Qwen, SmolLM2)")
       ->required()
       ->check(CLI::ExistingDirectory);
   app.add_option("--out", o.out, "the report folder (default: evaluation/ next to the model folder)");

@@ -2,6 +2,7 @@
 //
 //   llm export --checkpoint runs/demo/pretrain/checkpoints/step_00000400 --tokenizer runs/demo/tokenizer --out hf/
 //   llm export --model runs/demo/pretrain/final --out hf-bf16/ --dtype bfloat16
+//   llm export --model ~/models/Qwen3-0.6B --out qwen3-fp32/ --dtype float32
 //
 // Every stage already ends with final/ in this format; export turns an intermediate checkpoint (or
 // re-saves a folder, e.g. in bf16, half the size) into one, so transformers, or `llm generate`,
@@ -57,7 +58,8 @@ int export_main(int argc, char** argv) {
     SaveOptions save;
     save.dtype = dtype;
     if (!model_dir.empty()) {
-      auto m = load_hf_folder(model_dir);
+      auto m = load_hf_folder(model_dir, {"auto"});
+      save.source_dir = model_dir;  // its tokenizer and generation files, as they are
       save_hf_folder(out, m.model, m.tokenizer, save);
     } else {
       if (tokenizer_dir.empty()) throw UsageError("--checkpoint needs --tokenizer DIR (the run's tokenizer folder)");

@@ -3,20 +3,25 @@
 //   llm generate --model runs/demo/pretrain/final --prompt "It is a truth universally acknowledged"
 //   llm generate --model runs/demo/sft/final --chat --prompt "What is 12 + 30?" --temperature 0
 //   llm generate --model hf-llama-folder/ --prompts-file prompts.txt --max-new-tokens 200 --seed 7
+//   llm generate --model ~/models/Qwen3-0.6B --chat --no-thinking --prompt "Name three rivers."
 //
-// Any Hugging Face Llama folder with a byte-level BPE tokenizer works, ours or not. The sampling
-// options are lesson 05's; --chat wraps each prompt in lesson 06's chat template and stops at <|end|>.
+// Any model folder works: ours, or a downloaded Llama 3, Qwen2.5, Qwen3 or SmolLM2 (hf_folder.h), in
+// the dtype its files store. The sampling options are lesson 05's. A plain prompt is tokenized as
+// transformers' pipeline does it (Llama 3's <|begin_of_text|> in front) and generation stops at the
+// model's end-of-text tokens; --chat wraps each prompt in the model's chat template (chat_format.h)
+// and stops at its end-of-turn token.
 #include "commands.h"
 #include "sampling_options.h"
 
+#include <llm/cli/chat_format.h>
 #include <llm/cli/hf_folder.h>
 #include <llm/cli/text.h>
-#include <llm/data/sft.h>
 #include <llm/generate/generate.h>
 
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <iostream>
+#include <optional>
 #include <sstream>
 
 namespace llm::cli {
@@ -24,16 +29,16 @@ namespace llm::cli {
 namespace {
 
 struct GenerateOptions {
-  std::string model_dir, prompts_file;
+  std::string model_dir, prompts_file, system;
   std::vector<std::string> prompts;
   int64_t max_new_tokens = 100, threads = 1;
   SamplingOptions sampling;
-  bool chat = false;
+  bool chat = false, no_thinking = false;
 };
 
 int run(GenerateOptions o) {
   configure_threads(o.threads);
-  auto m = load_hf_folder(o.model_dir);
+  auto m = load_hf_folder(o.model_dir, {"auto"});
   if (!o.prompts_file.empty()) {
     std::istringstream lines(read_file(o.prompts_file));
     std::string line;
@@ -42,28 +47,38 @@ int run(GenerateOptions o) {
     }
   }
   if (o.prompts.empty()) throw UsageError("no prompt: give --prompt TEXT (repeatable) or --prompts-file FILE");
+  if (!o.chat && (!o.system.empty() || o.no_thinking)) throw UsageError("--system and --no-thinking need --chat");
   GenerationConfig gen;
   gen.max_new_tokens = o.max_new_tokens;
   o.sampling.apply(gen);
-  const int64_t eot = special_or_none(m.tokenizer, ChatTemplate::kEndOfText);
-  const int64_t end = special_or_none(m.tokenizer, ChatTemplate::kEnd);
-  if (eot >= 0) gen.stop_tokens.push_back(eot), gen.pad_id = eot;
-  std::optional<ChatTemplate> chat;
+  std::optional<ChatFormat> chat;
+  ChatRenderOptions render;
   if (o.chat) {
-    try {
-      chat = ChatTemplate::from(m.tokenizer);
-    } catch (const std::exception&) {
-      throw UsageError("--chat: the tokenizer of " + o.model_dir +
-                       " has no chat tokens (<|user|>, <|assistant|>, <|end|>)");
-    }
-    gen.stop_tokens.push_back(end);
+    chat = ChatFormat::of(m);
+    if (!o.system.empty() && !chat->has_system_role())
+      throw UsageError("--system: " + o.model_dir + "'s chat template (lesson 06's) has no system role");
+    if (o.no_thinking && !chat->has_thinking_switch())
+      throw UsageError("--no-thinking: the " + chat->name() + " chat template has no thinking switch (Qwen3's has)");
+    if (o.no_thinking) render.enable_thinking = false;
+    gen.stop_tokens = chat->stop_ids();
+    gen.pad_id = chat->pad_id();
+  } else {
+    gen.stop_tokens = m.eos_ids();
+    if (gen.stop_tokens.empty() && special_or_none(m.tokenizer, "<|endoftext|>") >= 0)
+      gen.stop_tokens = {special_or_none(m.tokenizer, "<|endoftext|>")};
+    if (!gen.stop_tokens.empty()) gen.pad_id = gen.stop_tokens.front();
   }
   auto generator = at::make_generator<at::CPUGeneratorImpl>(o.sampling.seed);
   for (size_t i = 0; i < o.prompts.size(); ++i) {
     std::vector<int64_t> ids;
     if (chat) {
-      ids = render_prompt(m.tokenizer, *chat, {{"user", o.prompts[i]}});
-    } else {
+      std::vector<ChatTurn> turns;
+      if (!o.system.empty()) turns.push_back({"system", o.system, std::nullopt});
+      turns.push_back({"user", o.prompts[i], std::nullopt});
+      ids = chat->prompt(m.tokenizer, turns, render);
+    } else {  // as transformers' pipeline: the post-processor's prefix (Llama 3's BOS), then the text
+      const auto& prefix = m.tokenizer.options().prefix_ids;
+      ids.assign(prefix.begin(), prefix.end());
       for (TokenId id : m.tokenizer.encode(o.prompts[i], /*allow_special=*/false)) ids.push_back(id);
     }
     if (ids.empty()) throw UsageError("prompt " + std::to_string(i + 1) + " is empty");
@@ -91,7 +106,7 @@ int run(GenerateOptions o) {
 }  // namespace
 
 int generate_main(int argc, char** argv) {
-  CLI::App app{"Sample text from a model folder (ours, or any Hugging Face Llama with a byte-level BPE tokenizer).",
+  CLI::App app{"Sample text from a model folder (ours, or a downloaded Llama 3, Qwen2.5, Qwen3 or SmolLM2).",
                "llm generate"};
   GenerateOptions o;
   app.add_option("--model", o.model_dir, "a model folder, e.g. runs/demo/pretrain/final")
@@ -105,7 +120,9 @@ int generate_main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   add_sampling_options(app, o.sampling);
-  app.add_flag("--chat", o.chat, "wrap each prompt in the chat template and stop at <|end|>");
+  app.add_flag("--chat", o.chat, "wrap each prompt in the model's chat template and stop at its end of turn");
+  app.add_option("--system", o.system, "with --chat: a system message first (not for lesson 06's template)");
+  app.add_flag("--no-thinking", o.no_thinking, "with --chat: Qwen3's enable_thinking = false (answer without <think>)");
   app.add_option("--threads", o.threads, "compute threads; 0 = every core")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);

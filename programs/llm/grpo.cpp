@@ -135,7 +135,7 @@ int run(const StageOptions& o) {
                        {"frac_reward_zero_std", zero_std},
                        {"completion_length", length / N},
                        {"clipped_completions", cut / N}};
-    const auto rows = rollout_rows(s, stage.chat.pad, stage.chat.end);
+    const auto rows = rollout_rows(s, stage.chat.pad_id(), stage.chat.stop_ids());
     Rollout r;
     r.input_ids = rows.input_ids;
     r.attention_mask = rows.attention_mask;

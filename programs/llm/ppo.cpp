@@ -172,7 +172,7 @@ int run(const StageOptions& o) {
         length += static_cast<double>(s.completions[i].size());
         cut += !s.ended[i];
       }
-      const auto rows = rollout_rows(s, stage.chat.pad, stage.chat.end);
+      const auto rows = rollout_rows(s, stage.chat.pad_id(), stage.chat.stop_ids());
       rollout.input_ids = rows.input_ids;
       rollout.attention_mask = rows.attention_mask;
       rollout.completion_mask = rows.completion_mask;

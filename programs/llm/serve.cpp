@@ -5,8 +5,10 @@
 //
 //   GET  /health                 {"status": "ok"}
 //   GET  /v1/models              the one model, id = its folder's name (or --name)
-//   POST /v1/chat/completions    messages -> an answer in the chat template (lesson 06), stop at <|end|>
-//   POST /v1/completions         a prompt string continued (any model)
+//   POST /v1/chat/completions    messages -> an answer in the model's chat template (lesson 06's for
+//                                ours, a downloaded model's own: chat_format.h), stop at its end of turn;
+//                                "chat_template_kwargs": {"enable_thinking": false} as vLLM takes it (Qwen3)
+//   POST /v1/completions         a prompt string continued (any model), stop at its end-of-text tokens
 //
 // Both POSTs take model, max_tokens, temperature, top_p, seed and stream. With "stream": true the
 // answer arrives as server-sent events, one "data: {chunk}" per piece of text and "data: [DONE]"
@@ -20,9 +22,9 @@
 // threads. SIGTERM or SIGINT stops accepting, lets the running request finish, and exits 0.
 #include "commands.h"
 
+#include <llm/cli/chat_format.h>
 #include <llm/cli/hf_folder.h>
 #include <llm/cli/text.h>
-#include <llm/data/sft.h>
 #include <llm/generate/generate.h>
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -114,11 +116,13 @@ class Service {
       : m_(std::move(m)), name_(std::move(name)), max_tokens_(max_tokens) {
     m_.model->eval();
     try {
-      chat_ = ChatTemplate::from(m_.tokenizer);
-    } catch (const std::exception&) {
-      chat_.reset();  // no chat tokens: /v1/chat/completions refuses, /v1/completions works
+      chat_ = ChatFormat::of(m_);
+    } catch (const UsageError& e) {
+      chat_error_ = e.what();  // no chat template: /v1/chat/completions refuses, /v1/completions works
     }
-    eot_ = special_or_none(m_.tokenizer, ChatTemplate::kEndOfText);
+    eos_ = m_.eos_ids();
+    if (eos_.empty() && special_or_none(m_.tokenizer, "<|endoftext|>") >= 0)
+      eos_ = {special_or_none(m_.tokenizer, "<|endoftext|>")};
   }
 
   const std::string& name() const { return name_; }
@@ -143,11 +147,11 @@ class Service {
     job.chat = chat;
     job.stream = number_or(r, "stream", false);
     if (chat) {
-      if (!chat_) throw ApiError{400, "this model's tokenizer has no chat tokens; use /v1/completions", "messages"};
+      if (!chat_) throw ApiError{400, chat_error_ + "; use /v1/completions", "messages"};
       if (!r.contains("messages") || !r["messages"].is_array() || r["messages"].empty()) {
         throw ApiError{400, "'messages' must be a non-empty array of {role, content}", "messages"};
       }
-      Conversation conversation;
+      std::vector<ChatTurn> conversation;
       for (size_t i = 0; i < r["messages"].size(); ++i) {
         const auto& msg = r["messages"][i];
         const std::string where = "messages[" + std::to_string(i) + "]";
@@ -156,23 +160,38 @@ class Service {
           throw ApiError{400, where + " must be {\"role\": string, \"content\": string}", "messages"};
         }
         const auto role = msg["role"].get<std::string>();
-        if (role != "user" && role != "assistant") {
+        const bool system_ok = chat_->has_system_role();
+        if (role != "user" && role != "assistant" && !(role == "system" && system_ok)) {
           throw ApiError{
-              400, where + ".role '" + role + "' is not one of: user, assistant (the chat template has no system role)",
+              400,
+              where + ".role '" + role + "' is not one of: " +
+                  (system_ok ? "system, user, assistant" : "user, assistant (the chat template has no system role)"),
               "messages"};
         }
-        conversation.push_back({role, msg["content"].get<std::string>()});
+        ChatTurn turn{role, msg["content"].get<std::string>(), std::nullopt};
+        if (msg.contains("reasoning_content") && msg["reasoning_content"].is_string())
+          turn.reasoning_content = msg["reasoning_content"].get<std::string>();
+        conversation.push_back(std::move(turn));
       }
       if (conversation.back().role != "user") throw ApiError{400, "the last message must be the user's", "messages"};
-      job.prompt = render_prompt(m_.tokenizer, *chat_, conversation);
-      job.gen.stop_tokens = {chat_->end};
-      job.gen.pad_id = chat_->pad;
+      ChatRenderOptions render;
+      if (r.contains("chat_template_kwargs") && r["chat_template_kwargs"].is_object()) {
+        const auto& kwargs = r["chat_template_kwargs"];
+        if (kwargs.contains("enable_thinking") && kwargs["enable_thinking"].is_boolean())
+          render.enable_thinking = kwargs["enable_thinking"].get<bool>();
+      }
+      job.prompt = chat_->prompt(m_.tokenizer, conversation, render);
+      job.gen.stop_tokens = chat_->stop_ids();
+      job.gen.pad_id = chat_->pad_id();
     } else {
       if (!r.contains("prompt") || !r["prompt"].is_string() || r["prompt"].get<std::string>().empty()) {
         throw ApiError{400, "'prompt' must be a non-empty string", "prompt"};
       }
+      const auto& prefix = m_.tokenizer.options().prefix_ids;  // Llama 3's BOS, as vLLM's completions add it
+      job.prompt.assign(prefix.begin(), prefix.end());
       for (TokenId id : m_.tokenizer.encode(r["prompt"].get<std::string>(), false)) job.prompt.push_back(id);
-      if (eot_ >= 0) job.gen.stop_tokens = {eot_}, job.gen.pad_id = eot_;
+      job.gen.stop_tokens = eos_;
+      if (!eos_.empty()) job.gen.pad_id = eos_.front();
     }
     const int64_t max_tokens =
         number_or<int64_t>(r, chat ? "max_completion_tokens" : "max_tokens", number_or<int64_t>(r, "max_tokens", 64));
@@ -250,8 +269,9 @@ class Service {
   HfModel m_;
   std::string name_;
   int64_t max_tokens_;
-  std::optional<ChatTemplate> chat_;
-  int64_t eot_ = -1;
+  std::optional<ChatFormat> chat_;
+  std::string chat_error_;
+  std::vector<int64_t> eos_;
   std::mutex model_mutex_;
   std::atomic<uint64_t> next_seed_{1}, requests_{0};
 };
@@ -339,7 +359,7 @@ int run(const ServeOptions& o) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   configure_threads(o.threads);
-  auto loaded = load_hf_folder(o.model_dir);
+  auto loaded = load_hf_folder(o.model_dir, {"auto"});
   std::string name = o.name;
   if (name.empty()) {  // runs/demo/grpo/final -> "demo/grpo"; any other folder -> its name
     auto path = std::filesystem::path(o.model_dir).lexically_normal();

@@ -195,12 +195,13 @@ int run(const StageOptions& o) {
   next = [&] {
     std::vector<TokenizedExample> rows;
     for (const auto& ex : make_task_examples(stage.tasks, Split::kTrain, seed, train.batch_size, cursor)) {
-      if (auto e = truncate_example(render_conversation(tok, stage.chat, task_conversation(ex)), tasks.max_length)) {
+      if (auto e = truncate_example(stage.chat.example(tok, task_chat(ex), task_render_options(stage.chat)),
+                                    tasks.max_length)) {
         rows.push_back(std::move(*e));
       }
     }
     cursor += train.batch_size;
-    return std::vector<SftBatch>{collate_sft(rows, stage.chat.pad)};
+    return std::vector<SftBatch>{collate_sft(rows, stage.chat.pad_id())};
   };
 
   // ---- model, optimizer, resume ----

@@ -222,16 +222,27 @@ TEST_F(HfFolder, NeverOverwritesAndNamesWhatIsMissing) {
   EXPECT_TRUE(ThrowsWith([&] { llm::cli::load_hf_folder(dir + "/nope"); }, {"no such directory"}));
 }
 
-TEST_F(HfFolder, RefusesConfigsThatAreNotThisLlama) {
-  nlohmann::json j = {{"model_type", "gpt2"}};
-  EXPECT_TRUE(ThrowsWith([&] { llm::cli::model_config_from_llama_json(j, "config.json"); }, {"gpt2", "llama"}));
+TEST_F(HfFolder, RefusesArchitecturesAndSettingsItCannotRun) {
+  nlohmann::json j = {{"model_type", "gpt2"}, {"architectures", {"GPT2LMHeadModel"}}};
+  EXPECT_TRUE(ThrowsWith([&] { llm::cli::model_config_from_hf_json(j, "config.json"); },
+                         {"GPT2LMHeadModel", "LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM"}));
   const auto tok = SmallTokenizer();
-  auto good = llm::cli::llama_config_json(SmallModel(tok.vocab_size()), tok, "float32");
-  good["rope_scaling"] = {{"rope_type", "linear"}, {"factor", 2.0}};
-  EXPECT_TRUE(ThrowsWith([&] { llm::cli::model_config_from_llama_json(good, "c.json"); }, {"rope_scaling"}));
+  auto good = llm::cli::hf_config_json(SmallModel(tok.vocab_size()), tok, "float32");
+  good["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 2.0}};
+  EXPECT_TRUE(ThrowsWith([&] { llm::cli::model_config_from_hf_json(good, "c.json"); }, {"yarn", "llama3", "linear"}));
   good["rope_scaling"] = nullptr;
   good["hidden_act"] = "relu";
-  EXPECT_TRUE(ThrowsWith([&] { llm::cli::model_config_from_llama_json(good, "c.json"); }, {"relu", "silu"}));
+  EXPECT_TRUE(ThrowsWith([&] { llm::cli::model_config_from_hf_json(good, "c.json"); }, {"relu", "silu"}));
+  good["hidden_act"] = "silu";
+  good["mlp_bias"] = true;
+  EXPECT_TRUE(ThrowsWith([&] { llm::cli::model_config_from_hf_json(good, "c.json"); }, {"mlp_bias"}));
+  good["mlp_bias"] = false;
+  good["architectures"] = {"Qwen2ForCausalLM"};
+  EXPECT_TRUE(ThrowsWith([&] { llm::cli::model_config_from_hf_json(good, "c.json"); }, {"qwen2", "llama"}))
+      << "architectures and model_type must agree";
+  good["model_type"] = "qwen2";
+  good["use_sliding_window"] = true;
+  EXPECT_TRUE(ThrowsWith([&] { llm::cli::model_config_from_hf_json(good, "c.json"); }, {"use_sliding_window"}));
 }
 
 TEST_F(Config, OverridesGoThroughTheSameValidationAsTheFile) {

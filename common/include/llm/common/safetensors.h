@@ -19,6 +19,7 @@
 #include <map>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 // The definitions are in common/src/safetensors.cpp, compiled once into llm_common.
 namespace llm {
@@ -47,5 +48,41 @@ SafetensorsFile decode_safetensors(const std::string& bytes, const std::string& 
 
 // read_file, then decode_safetensors; an unreadable file is a SafetensorsError naming the path.
 SafetensorsFile load_safetensors(const std::string& path);
+
+// Where one tensor is in a file, as its header says.
+struct SafetensorsEntry {
+  torch::Dtype dtype;
+  std::vector<int64_t> shape;
+  uint64_t begin, end;  // byte offsets into the data that follows the header
+};
+
+// A file read tensor by tensor: only the header is read (and checked, as decode_safetensors does)
+// when it is opened; read_into() then reads one tensor's bytes straight into the tensor that keeps
+// them. A model loaded this way never holds a second copy of its weights: Llama-3.2-1B's 2.5 GB
+// file needs 2.5 GB, not 5 (read_file + the model).
+class SafetensorsReader {
+ public:
+  explicit SafetensorsReader(const std::string& path);
+  ~SafetensorsReader();
+  SafetensorsReader(const SafetensorsReader&) = delete;
+  SafetensorsReader& operator=(const SafetensorsReader&) = delete;
+
+  const std::string& path() const { return path_; }
+  const std::map<std::string, SafetensorsEntry>& entries() const { return entries_; }
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+
+  // Reads tensor `name` into `out`, which must have its shape; a different dtype is converted
+  // (through a temporary of that one tensor). Errors name the file and the tensor.
+  void read_into(const std::string& name, torch::Tensor& out) const;
+  // The tensor as stored.
+  torch::Tensor read(const std::string& name) const;
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  uint64_t data_start_ = 0;
+  std::map<std::string, SafetensorsEntry> entries_;
+  std::map<std::string, std::string> metadata_;
+};
 
 }  // namespace llm
