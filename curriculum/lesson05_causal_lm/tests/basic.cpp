@@ -34,6 +34,24 @@ TEST_F(CausalLMTest, GivesOneRowOfLogitsPerPosition) {
   EXPECT_TRUE(torch::isfinite(logits).all().item<bool>());
 }
 
+// Generation needs only the last position's logits; logits_to_keep = n runs the output layer on the
+// last n positions only (transformers' LlamaForCausalLM: logits_to_keep).
+TEST_F(CausalLMTest, LogitsToKeepScoresOnlyTheLastPositions) {
+  const auto config = TinyConfig();
+  llm::CausalLM model(config);
+  model->eval();
+  auto ids = torch::randint(0, config.vocab_size, {B, T}, torch::kLong);
+  auto all = model(ids);
+  auto last = model->forward(ids, 0, {}, nullptr, {}, /*logits_to_keep=*/1);
+  ASSERT_EQ(last.sizes(), (std::vector<int64_t>{B, 1, config.vocab_size}));
+  EXPECT_TRUE(AllClose(last, all.narrow(1, T - 1, 1), 1e-6, 1e-6));
+  auto three = model->forward(ids, 0, {}, nullptr, {}, 3);
+  ASSERT_EQ(three.sizes(), (std::vector<int64_t>{B, 3, config.vocab_size}));
+  EXPECT_TRUE(AllClose(three, all.narrow(1, T - 3, 3), 1e-6, 1e-6));
+  EXPECT_TRUE(llm::testing::ThrowsWith([&] { model->forward(ids, 0, {}, nullptr, {}, T + 1); },
+                                       {"logits_to_keep", std::to_string(T + 1)}));
+}
+
 TEST_F(CausalLMTest, HasTheConfigsParametersUnderHuggingFaceNamesAndUsesThemAll) {
   for (bool tied : {false, true}) {
     auto config = TinyConfig();

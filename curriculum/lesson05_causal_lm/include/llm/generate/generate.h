@@ -6,7 +6,8 @@
 //      last column is every prompt's last real token: one forward pass predicts every row's next one.
 //      Positions keep counting from the padding, but RoPE scores depend only on *relative* position
 //      (lesson 02), so a padded prompt is attended exactly like an unpadded one.
-//   2. Prefill: one forward pass over (B, P) fills the KV cache; take logits[:, -1].
+//   2. Prefill: one forward pass over (B, P) fills the KV cache; only its last position's logits are
+//      needed (logits_to_keep = 1: the output layer runs on one position, not P).
 //   3. Repeat up to max_new_tokens times: pick the next token (sampling.h) for every row; append
 //      it; a row that produced a stop token is finished (the stop token is kept as its last token,
 //      as Hugging Face does); stop when every row is; feed the B new tokens (B, 1) at offset P + step.
@@ -51,7 +52,8 @@ inline std::vector<std::vector<int64_t>> generate(CausalLM& model, const std::ve
   // 2. Build ids (B, P) left-padded with pad_id and mask (B, P), true on real tokens (when no
   //    prompt is shorter than P, pass no mask at all: an undefined tensor).
   // 3. With use_cache: KVCache cache(config of the model, B, P + max_new_tokens); logits =
-  //    model(ids, 0, mask, &cache), the cache in the model's dtype. Without: logits = model(ids, 0, mask).
+  //    model->forward(ids, 0, mask, &cache, {}, /*logits_to_keep=*/1), the cache in the model's dtype.
+  //    Without: logits = model->forward(ids, 0, mask, nullptr, {}, 1).
   // 4. For step = 0 .. max_new_tokens - 1:
   //      last = logits[:, -1]                                                   (B, V)
   //      if step < min_new_tokens: last[:, stop_tokens] = -inf
@@ -61,7 +63,7 @@ inline std::vector<std::vector<int64_t>> generate(CausalLM& model, const std::ve
   //      if every row is finished: stop
   //      mask = cat(mask, ones (B, 1))  (if there is a mask)
   //      with the cache: logits = model(next.view({B, 1}), P + step, mask, &cache)
-  //      without:        ids = cat(ids, next.view({B, 1})); logits = model(ids, 0, mask)
+  //      without:        ids = cat(ids, next.view({B, 1})); logits = model->forward(ids, 0, mask, nullptr, {}, 1)
   LLM_TODO("lesson05: generate(): left-pad, prefill (with the KV cache), then sample one token at a time until stop");
 }
 

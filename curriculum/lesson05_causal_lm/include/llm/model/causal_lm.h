@@ -82,13 +82,17 @@ struct CausalLMImpl : torch::nn::Module {
   }
 
   // ids: (B, T) int64 -> logits (B, T, V) float32. offset, key_padding_mask, cache, position_ids: see
-  // Attention.
+  // Attention. logits_to_keep = n > 0 scores only the last n positions: (B, n, V). Generation needs
+  // only the last one, and the output layer is a large part of a prompt's cost when V is large
+  // (Llama-3.2-1B: 128,256 x 2,048, a fifth of the model's matmul FLOPs); transformers'
+  // LlamaForCausalLM.forward has the same argument.
   torch::Tensor forward(const torch::Tensor& ids, int64_t offset = 0, const torch::Tensor& key_padding_mask = {},
-                        KVCache* cache = nullptr, const torch::Tensor& position_ids = {}) {
+                        KVCache* cache = nullptr, const torch::Tensor& position_ids = {}, int64_t logits_to_keep = 0) {
     // 1. Check ids is (B, T) and offset + T <= max_position_embeddings (name both). With a cache, the
     //    offset must equal cache->length(): the new tokens continue exactly where the cache ends
-    //    ("offset 3 but the KV cache holds 5 positions").
+    //    ("offset 3 but the KV cache holds 5 positions"). Check 0 <= logits_to_keep <= T.
     // 2. h = model(ids, offset, key_padding_mask, cache, position_ids)            (B, T, C)
+    //    with logits_to_keep = n > 0: h = its last n positions                     (B, n, C)
     // 3. logits = lm_head(h), or h @ embed_tokens.weight^T when tied (linear_no_bias(h, weight),
     //    lesson 02's linear.h: fast for one row too)                             (B, T, V)
     // 4. Return the logits in float32 (the softmax that follows wants the precision).
