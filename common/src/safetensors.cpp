@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -207,6 +208,24 @@ void read_at(int fd, char* out, uint64_t size, uint64_t offset, const std::strin
   }
 }
 
+// Readies `size` bytes of fresh memory at `p` for being written in one go. Memory a process has never
+// touched is mapped in by the kernel one 4 KB page fault at a time, and on the virtual machines this
+// project runs on a fault costs ~16 us: reading Llama-3.2-1B's 2.5 GB into its tensors took 9.9 s.
+// Asking for transparent huge pages (2 MB) on the range and populating it in one call (Linux 5.14's
+// MADV_POPULATE_WRITE) took the same read to 0.3 s (measured 2026-12-07, pread from the page cache
+// into an anonymous mapping). Both are hints: an older kernel refuses them and nothing changes.
+void prepare_destination(void* p, uint64_t size) {
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+  constexpr uintptr_t kPage = 4096;
+  const auto begin = (reinterpret_cast<uintptr_t>(p) + kPage - 1) & ~(kPage - 1);
+  const auto end = (reinterpret_cast<uintptr_t>(p) + size) & ~(kPage - 1);
+  if (end <= begin || end - begin < (uintptr_t{2} << 20)) return;  // small tensors: not worth a syscall
+  ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+  ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_POPULATE_WRITE);
+}
+
 }  // namespace
 
 SafetensorsReader::SafetensorsReader(const std::string& path) : path_(path) {
@@ -247,11 +266,13 @@ void SafetensorsReader::read_into(const std::string& name, torch::Tensor& out) c
   }
   if (e.end == e.begin) return;
   if (out.scalar_type() == e.dtype && out.is_contiguous() && out.device().is_cpu()) {
+    prepare_destination(out.data_ptr(), e.end - e.begin);
     read_at(fd_, static_cast<char*>(out.data_ptr()), e.end - e.begin, data_start_ + e.begin,
             path_ + ": tensor '" + name + "'");
     return;
   }
   auto stored = torch::empty(e.shape, torch::dtype(e.dtype));
+  prepare_destination(stored.data_ptr(), e.end - e.begin);
   read_at(fd_, static_cast<char*>(stored.data_ptr()), e.end - e.begin, data_start_ + e.begin,
           path_ + ": tensor '" + name + "'");
   torch::NoGradGuard no_grad;
