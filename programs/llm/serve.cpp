@@ -26,6 +26,7 @@
 #include <llm/cli/hf_folder.h>
 #include <llm/cli/text.h>
 #include <llm/generate/generate.h>
+#include <llm/tokenizer/normalizer.h>
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <httplib.h>
@@ -76,21 +77,9 @@ void send_error(httplib::Response& res, const ApiError& e) {
 // decoder with errors="replace" does. JSON (and every OpenAI client) needs valid UTF-8.
 std::string valid_utf8(const std::string& s) {
   std::string out;
-  size_t i = 0;
-  while (i < s.size()) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    const size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
-    bool ok = n > 0 && i + n <= s.size() && !(n == 2 && c < 0xC2) && !(n == 4 && c > 0xF4);
-    for (size_t k = 1; ok && k < n; ++k) ok = (static_cast<unsigned char>(s[i + k]) & 0xC0) == 0x80;
-    if (ok && n == 3) {  // no overlong forms, no surrogates
-      const auto c1 = static_cast<unsigned char>(s[i + 1]);
-      ok = !(c == 0xE0 && c1 < 0xA0) && !(c == 0xED && c1 >= 0xA0);
-    }
-    if (ok && n == 4) {
-      const auto c1 = static_cast<unsigned char>(s[i + 1]);
-      ok = !(c == 0xF0 && c1 < 0x90) && !(c == 0xF4 && c1 >= 0x90);
-    }
-    if (ok) {
+  for (size_t i = 0; i < s.size();) {
+    const size_t n = utf8_sequence_length(s, i);  // lesson 01's normalizer.h: 0 for invalid bytes
+    if (n > 0) {
       out.append(s, i, n);
       i += n;
     } else {

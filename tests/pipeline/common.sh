@@ -20,3 +20,18 @@ fail() {
   echo "FAIL: $*" >&2
   exit 1
 }
+
+# Starts `llm serve` in the background with the given options (--port 0: a free port), waits until it
+# listens, and sets $pid and $url; a server that exits first fails the test with its log.
+start_serve() {
+  "$llm" serve "$@" --port 0 >"$work/serve.log" 2>&1 &
+  pid=$!
+  trap 'kill $pid 2>/dev/null || true' EXIT
+  for _ in $(seq 200); do
+    grep -q "on http://" "$work/serve.log" && break
+    kill -0 $pid 2>/dev/null || fail "serve exited: $(cat "$work/serve.log")"
+    sleep 0.1
+  done
+  url=$(grep -o "http://[0-9.:]*" "$work/serve.log" | head -1)
+  [ -n "$url" ] || fail "serve printed no address: $(cat "$work/serve.log")"
+}

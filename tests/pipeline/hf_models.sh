@@ -40,15 +40,7 @@ for model in "$qwen" "$llama"; do
 done
 
 # serve: a chat completion with a system message and Qwen3's thinking switch off, and a completion.
-"$llm" serve --model "$qwen" --port 0 --threads 1 --max-tokens 16 >"$work/serve.log" 2>&1 &
-pid=$!
-trap 'kill $pid 2>/dev/null || true' EXIT
-for _ in $(seq 200); do
-  grep -q "on http://" "$work/serve.log" && break
-  kill -0 $pid 2>/dev/null || fail "serve exited: $(cat "$work/serve.log")"
-  sleep 0.1
-done
-url=$(grep -o "http://[0-9.:]*" "$work/serve.log" | head -1)
+start_serve --model "$qwen" --threads 1 --max-tokens 16
 post() { curl -sS -o "$work/body" -w "%{http_code}" -X POST -H "Content-Type: application/json" --data-binary "$2" "$url$1"; }
 [ "$(post /v1/chat/completions '{"model":"qwen3","messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Hi"}],"max_tokens":4,"temperature":0,"chat_template_kwargs":{"enable_thinking":false}}')" = 200 ] ||
   fail "chat completion: $(cat "$work/body")"

@@ -14,16 +14,7 @@ make_tokenizer "$work/tok"
   --set tasks.test_size=3 --set tasks.max_new_tokens=4 --set train.threads=1 --set train.warmup_steps=1 >"$work/sft.log" 2>&1 ||
   fail "sft failed: $(tail -3 "$work/sft.log")"
 
-"$llm" serve --model "$work/run/sft/final" --port 0 --threads 1 --max-tokens 32 --max-body 4096 >"$work/serve.log" 2>&1 &
-pid=$!
-trap 'kill $pid 2>/dev/null || true' EXIT
-for _ in $(seq 100); do
-  grep -q "on http://" "$work/serve.log" && break
-  kill -0 $pid 2>/dev/null || fail "serve exited: $(cat "$work/serve.log")"
-  sleep 0.1
-done
-url=$(grep -o "http://[0-9.:]*" "$work/serve.log" | head -1)
-[ -n "$url" ] || fail "serve printed no address: $(cat "$work/serve.log")"
+start_serve --model "$work/run/sft/final" --threads 1 --max-tokens 32 --max-body 4096
 model=$(basename "$work/run")/sft
 
 c() { curl -sS -o "$work/body" -w "%{http_code}" "$@"; }
