@@ -32,6 +32,13 @@ before=$(find "$work/r" -type f -exec sha256sum {} + | sort)
 expect 2 "already exists" -- "$llm" pretrain --run "$work/r" --tokenizer "$work/tok" "${TINY[@]}"
 [ "$before" = "$(find "$work/r" -type f -exec sha256sum {} + | sort)" ] || fail "the refused run changed files"
 expect 2 "already exists" -- "$llm" export --model "$work/r/pretrain/final" --out "$work/r/pretrain/final"
+# GGUF: a dtype it has not, a dtype only GGUF has, a model llama.cpp cannot run; no file is left behind.
+expect 2 "int4" -- "$llm" export --model "$work/r/pretrain/final" --format gguf --out "$work/m.gguf" --dtype int4
+expect 2 "for --format gguf" -- "$llm" export --model "$work/r/pretrain/final" --out "$work/q8" --dtype q8_0
+"$llm" pretrain --run "$work/geglu" --tokenizer "$work/tok" "${TINY[@]}" --set model.mlp_type=geglu \
+  --set train.max_steps=2 >"$work/geglu.log" 2>&1 || fail "the geglu run failed: $(tail -3 "$work/geglu.log")"
+expect 1 "SwiGLU" -- "$llm" export --model "$work/geglu/pretrain/final" --format gguf --out "$work/geglu.gguf"
+[ ! -e "$work/geglu.gguf" ] && [ ! -e "$work/geglu.gguf.tmp" ] || fail "a refused GGUF export left a file"
 
 # A flipped byte in the newest checkpoint: resume says why it skips it and uses the previous one.
 ck="$work/r/pretrain/checkpoints/step_00000008/model.safetensors"
