@@ -133,4 +133,23 @@ fetch_npm_package @huggingface/tokenizers@0.2.0 .cache/npm/hf-tokenizers \
   2800014c83b8186b2e4210c20672f1fb65a12cef85d7e95e0f2003e022611b4a
 fetch_npm_package @huggingface/jinja@0.5.13 .cache/npm/hf-jinja f191fb8332ae4d5cdf73682ced93ccc58c25021cf338ae0795f7652985c2c0e1
 
+# llama.cpp, for the GGUF tests and the speed comparison: node-llama-cpp 3.21.1 with its prebuilt
+# CPU build, exactly the dependency tree of tests/llama_cpp/package-lock.json (npm checks every
+# package's integrity hash). Later releases may not install with npm ci: their builds for other
+# platforms are not all served. Not fatal: without it the llama.cpp tests are skipped and say why.
+install_llama_cpp() {
+  local dest=.cache/npm/llama-cpp sum
+  sum=$(cat tests/llama_cpp/package.json tests/llama_cpp/package-lock.json | sha256sum | cut -d' ' -f1)
+  if [ -f "$dest/.sha256" ] && [ "$(cat "$dest/.sha256")" = "$sum" ]; then return; fi
+  rm -rf "$dest" && mkdir -p "$dest" && cp tests/llama_cpp/package.json tests/llama_cpp/package-lock.json "$dest/"
+  if (cd "$dest" && npm ci --omit=optional --ignore-scripts --no-audit --no-fund >npm.log 2>&1); then
+    echo "$sum" >"$dest/.sha256"
+    echo "setup: installed llama.cpp (node-llama-cpp 3.21.1) into $dest"
+  else
+    echo "setup: warning: 'npm ci' of node-llama-cpp failed, so the llama.cpp tests will be skipped; npm said:" >&2
+    tail -5 "$dest/npm.log" >&2
+  fi
+}
+install_llama_cpp
+
 echo "setup: ready (LibTorch $(dpkg-query -W -f='${Version}' libtorch-dev), BLAS: OpenBLAS)"

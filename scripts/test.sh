@@ -6,8 +6,8 @@
 #   3. build the reference (solutions/) and the curriculum (curriculum/), once each
 #   4. run every lesson test against the stubs: each must FAIL   scripts/check_stub_results.py
 #   5. run every lesson test against the solutions: each must PASS; and the system tests: the
-#      programs' library, and the pipeline run for a few steps (resume after SIGKILL, 2-process data
-#      parallel, bad input)
+#      programs' library, downloaded-model folders, GGUF exports run by llama.cpp, and the pipeline
+#      run for a few steps (resume after SIGKILL, 2-process data parallel, bad input)
 #   6. a hand-out (make_handout.sh) built and graded (grade.py --json)   scripts/check_handout.sh
 #   7. the lesson tests again under AddressSanitizer + UBSan (memory errors, undefined behaviour)
 #   8. every file reader fuzzed with libFuzzer under ASan + UBSan for a bounded time
@@ -38,6 +38,12 @@ echo "== every lesson test against the solutions: all must pass =="
 status=0
 ctest --preset solutions || status=$?
 python3 scripts/check_stub_results.py build/test-results build-solutions/test-results || status=1
+# ctest skips the llama.cpp tests when set-up could not install it (a learner's set-up without the
+# npm registry still builds and grades the lessons); the test command itself does not accept that.
+node tests/llama_cpp/check.mjs --probe || {
+  status=1
+  echo "test: llama.cpp could not be loaded, so the GGUF tests did not run (set-up's log: .cache/npm/llama-cpp/npm.log)"
+}
 
 echo "== the instructor's workflow: a hand-out built and graded, the grades in Gradescope's format =="
 bash scripts/check_handout.sh build-handout || status=1

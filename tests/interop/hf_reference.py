@@ -560,6 +560,10 @@ def tiny_model(args):
                              tied=True, dtype="bfloat16", rope_theta=1000000.0, vocab=151936, max_positions=512,
                              bos=151643, eos=151645)
         generation = {"bos_token_id": 151643, "eos_token_id": [151645, 151643], "pad_token_id": 151643}
+    elif args.family == "smollm2":  # SmolLM2's layout (tied, no head_dim key) with data/hf/smollm2_style
+        config = llama_config(hidden=64, intermediate=128, layers=2, heads=4, kv_heads=2, vocab=320,
+                              rope_theta=100000.0, max_positions=512, tied=True, dtype="bfloat16", bos=1, eos=2)
+        generation = {"bos_token_id": 1, "eos_token_id": 2}
     else:
         config = llama_config(hidden=64, intermediate=128, layers=2, heads=4, kv_heads=2, head_dim=16, vocab=128256,
                               rope_theta=500000.0,
@@ -676,7 +680,7 @@ def main():
     b.add_argument("--out", required=True)
     b.add_argument("--tokenizer-dir", required=True, help="holds tokenizer.json and tokenizer_config.json")
     t = sub.add_parser("tiny-model", help="a small random bf16 model with a real tokenizer and chat template")
-    t.add_argument("--family", required=True, choices=["qwen3", "llama3"])
+    t.add_argument("--family", required=True, choices=["qwen3", "llama3", "smollm2"])
     t.add_argument("--tokenizer-dir", required=True, help="holds tokenizer.json and tokenizer_config.json")
     t.add_argument("--out", required=True)
     lg = sub.add_parser("logits", help="the last position's logits of a model folder, as JSON")
