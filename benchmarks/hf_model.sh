@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
-# A Hugging Face model folder run by ours and by the PyTorch-eager peer, side by side: load time,
-# resident memory against the weights' bytes, prefill and decode speed with the KV cache.
+# A Hugging Face model folder run by ours, by the PyTorch-eager peer and by llama.cpp, side by side:
+# load time, resident memory against the weights' bytes, prefill and decode speed with the KV cache.
 #
-#   ours   build-solutions/programs/llm-bench-hf-model (the folder through lessons 01-05's code)
-#   peer   benchmarks/hf_model_peer.py (the same model in plain PyTorch, Debian's python3-torch 1.13
-#          on the same ATen; tests/interop/hf_reference.py's math plus a KV cache, the weights
-#          mmapped as the safetensors library maps them)
+#   ours       build-solutions/programs/llm-bench-hf-model (the folder through lessons 01-05's code)
+#   peer       benchmarks/hf_model_peer.py (the same model in plain PyTorch, Debian's python3-torch 1.13
+#              on the same ATen; tests/interop/hf_reference.py's math plus a KV cache, the weights
+#              mmapped as the safetensors library maps them)
+#   llama.cpp  benchmarks/hf_model_llama_cpp.mjs (the same weights as a BF16 GGUF, made once by
+#              llm export --format gguf, run by node-llama-cpp's prebuilt llama.cpp; skipped, saying
+#              so, if scripts/setup.sh could not install it)
 #
 # Each run is its own process (peak resident memory is a per-process high-water mark); ours and the
 # peer alternate, --rounds times each, so that the shared machine's drift hits both. Prints the
-# medians (min-max) and the ratio ours/peer, then the machine.
+# medians (min-max) and the ratios of ours to each of the others, then the machine.
 #
-#   bash benchmarks/hf_model.sh [--rounds 3] [--threads 2] [--model DIR] [--prompt-tokens 512] [--new-tokens 64]
+#   bash benchmarks/hf_model.sh [--rounds 3] [--threads 2] [--model DIR] [--prompt-tokens 512] [--new-tokens 128]
 #
 # Without --model: a random bf16 folder of Llama-3.2-1B's shape, made once (about 2.5 GB, 40 s) in
 # build-solutions/bench/llama-3.2-1b-shape and reused afterwards; --model DIR runs any Llama, Qwen2
@@ -20,7 +23,7 @@
 # Needs: cmake --preset solutions && cmake --build --preset solutions --target llm-bench-hf-model
 set -euo pipefail
 
-rounds=3 threads=2 model="" prompt_tokens=512 new_tokens=64
+rounds=3 threads=2 model="" prompt_tokens=512 new_tokens=128
 usage="usage: bash benchmarks/hf_model.sh [--rounds N] [--threads N] [--model DIR] [--prompt-tokens N] [--new-tokens N]"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -73,6 +76,18 @@ elif [ ! -f "$model/config.json" ]; then
   exit 1
 fi
 
+# llama.cpp reads the same weights as a BF16 GGUF, exported once next to the bench folders.
+gguf=build-solutions/bench/$(basename "$model")-bf16.gguf
+llama_cpp=yes
+if ! node tests/llama_cpp/check.mjs --probe >/dev/null 2>"$gguf.probe"; then
+  echo "hf_model.sh: llama.cpp is left out: $(cat "$gguf.probe")" >&2
+  llama_cpp=no
+elif [ ! -f "$gguf" ]; then
+  echo "hf_model.sh: exporting $model as $gguf (BF16, once) for llama.cpp" >&2
+  build-solutions/programs/llm export --model "$model" --format gguf --dtype bfloat16 --out "$gguf" >&2
+fi
+rm -f "$gguf.probe"
+
 out=build-solutions/bench/hf_model-$(date +%Y%m%d-%H%M%S).jsonl
 : >"$out"
 args=(--model "$model" --threads "$threads" --prompt-tokens "$prompt_tokens" --new-tokens "$new_tokens")
@@ -104,6 +119,10 @@ for r in $(seq "$rounds"); do
   echo "round $r/$rounds" >&2
   run ours "$ours" "${args[@]}"
   run peer /usr/bin/python3 benchmarks/hf_model_peer.py "${args[@]}"
+  if [ "$llama_cpp" = yes ]; then
+    run llama node benchmarks/hf_model_llama_cpp.mjs --gguf "$gguf" --threads "$threads" \
+      --prompt-tokens "$prompt_tokens" --new-tokens "$new_tokens"
+  fi
 done
 
 cpu=$(grep -m1 '^model name' /proc/cpuinfo | sed 's/^model name[[:space:]]*:[[:space:]]*//' || true)
@@ -130,7 +149,9 @@ metrics = [  # (label, value of a run, format)
 ]
 names = [p.split(" (")[0] for p in programs]
 width = 28
-print(f"{'':<26}" + "".join(f"{n:>{width}}" for n in names) + ("   ours/peer" if len(programs) == 2 else ""))
+short = [n.split(" ")[0] for n in names]  # "llama.cpp v0.4.0" -> "llama.cpp" in the ratio headers
+rw = max([14] + [len("ours/" + n) + 3 for n in short[1:]])
+print(f"{'':<26}" + "".join(f"{n:>{width}}" for n in names) + "".join(f"{'ours/' + n:>{rw}}" for n in short[1:]))
 for label, value, fmt in metrics:
     cells, medians = [], []
     for p in programs:
@@ -138,8 +159,8 @@ for label, value, fmt in metrics:
         m = statistics.median(values)
         medians.append(m)
         cells.append(f"{fmt.format(m)} ({fmt.format(min(values))}-{fmt.format(max(values))})")
-    ratio = f"   {medians[0] / medians[1]:9.2f}" if len(medians) == 2 and medians[1] else ""
-    print(f"{label:<26}" + "".join(f"{c:>{width}}" for c in cells) + ratio)
+    ratios = "".join(f"{medians[0] / m:{rw}.2f}" if m else f"{'':>{rw}}" for m in medians[1:])
+    print(f"{label:<26}" + "".join(f"{c:>{width}}" for c in cells) + ratios)
 for p, n in zip(programs, names):
     print(f"  {n}: {p}")
 print(f"machine: {nproc} cores (nproc), {cpu}" + (f", OPENBLAS_CORETYPE={coretype}" if coretype else "") + f"; {date}")

@@ -7,6 +7,8 @@
 //   decode    --new-tokens greedy tokens, one at a time, with the KV cache
 //
 //   llm-bench-hf-model --model DIR --threads 2
+//   llm-bench-hf-model --model DIR --profile /tmp/decode.json     also a LibTorch profile of 4 decode
+//                                                                 steps (benchmarks/profile_summary.py)
 //
 // Prints one JSON object (benchmarks/hf_model.sh runs it beside the PyTorch-eager peer).
 #include <llm/cli/command.h>
@@ -15,6 +17,7 @@
 #include <llm/model/kv_cache.h>
 
 #include <fmt/format.h>
+#include <torch/csrc/autograd/profiler_legacy.h>
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
@@ -42,13 +45,14 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 
 int main(int argc, char** argv) {
   CLI::App app{"Load a Hugging Face model folder and measure prefill and decode speed with the KV cache."};
-  std::string model_dir, dtype = "auto";
+  std::string model_dir, dtype = "auto", profile_path;
   int64_t threads = 2, prompt_tokens = 512, new_tokens = 64;
   app.add_option("--model", model_dir, "a model folder")->required()->check(CLI::ExistingDirectory);
   app.add_option("--dtype", dtype, "auto (as stored), float32 or bfloat16")->capture_default_str();
   app.add_option("--threads", threads, "compute threads")->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--prompt-tokens", prompt_tokens, "prefill length")->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--new-tokens", new_tokens, "decode steps")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--profile", profile_path, "write a LibTorch profile of 4 decode steps (Chrome trace JSON)");
   CLI11_PARSE(app, argc, argv);
   return llm::cli::run_command("llm-bench-hf-model", [&] {
     llm::cli::configure_threads(threads);
@@ -62,7 +66,7 @@ int main(int argc, char** argv) {
     const int64_t T = prompt_tokens, V = m.tokenizer.vocab_size();
     auto prompt = torch::randint(0, V, {1, T}, torch::kLong);
     const auto cache_dtype = m.model->parameters().front().scalar_type();
-    llm::KVCache cache(m.config, 1, T + new_tokens, cache_dtype);
+    llm::KVCache cache(m.config, 1, T + new_tokens + (profile_path.empty() ? 0 : 4), cache_dtype);
     m.model->forward(prompt.narrow(1, 0, std::min<int64_t>(8, T)), 0, {}, &cache);  // warm-up: first-call allocations
     cache.reset();
     start = std::chrono::steady_clock::now();
@@ -75,6 +79,13 @@ int main(int argc, char** argv) {
       next = logits.select(1, 0).argmax(-1, /*keepdim=*/true);
     }
     const double decode_s = seconds_since(start);
+    if (!profile_path.empty()) {  // after the timed steps, so the profiler costs them nothing
+      torch::autograd::profiler::RecordProfile profile(profile_path);
+      for (int64_t step = 0; step < 4; ++step) {
+        logits = m.model->forward(next, T + new_tokens + step, {}, &cache);
+        next = logits.select(1, 0).argmax(-1, /*keepdim=*/true);
+      }
+    }
 
     nlohmann::json r = {{"program", "ours (LibTorch, lessons 01-05)"},
                         {"model", model_dir},
