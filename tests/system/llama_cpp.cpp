@@ -128,6 +128,22 @@ Ids Greedy(llm::CausalLM& model, const Ids& prompt) {
   return llm::generate(model, {prompt}, gen)[0];
 }
 
+void ExpectOurGreedyContinuations(const nlohmann::json& r, llm::CausalLM& model, const Prompts& prompts) {
+  for (size_t i = 0; i < prompts.greedy.size(); ++i) {
+    EXPECT_EQ(r["greedy"][i].get<Ids>(), Greedy(model, prompts.greedy[i])) << "greedy continuation " << i;
+  }
+}
+
+// Our distributions after every prefix of the long prompt against llama.cpp's, printed for the log.
+Agreement CompareDistributions(const std::string& what, const nlohmann::json& r, llm::CausalLM& model,
+                               const Prompts& prompts, int64_t V) {
+  const auto agreement =
+      Compare(OurProbabilities(model, prompts.long_prompt), TheirProbabilities(r["distributions"][0], V));
+  std::cout << what << ": max |p - p'| " << agreement.max_abs << ", same argmax at " << agreement.top1 * 100
+            << "% of positions\n";
+  return agreement;
+}
+
 // F32: llama.cpp reads our tokenizer (pre-tokenizer "gpt-2") and computes what we compute: the
 // same token ids, the same 32-token greedy continuations, the same next-token probabilities up to
 // the order of summation (measured 2026-12-07: at most 1.5e-6 over 96 positions x 1,024 tokens).
@@ -143,13 +159,8 @@ TEST_F(LlamaCpp, F32GgufGivesOurTokensOurGreedyContinuationsAndOurProbabilities)
     const auto ids = m.tokenizer.encode(kTexts[i], /*allow_special=*/true);
     EXPECT_EQ(r["tokens"][i].get<Ids>(), Ids(ids.begin(), ids.end())) << "text: " << kTexts[i];
   }
-  for (size_t i = 0; i < prompts.greedy.size(); ++i) {
-    EXPECT_EQ(r["greedy"][i].get<Ids>(), Greedy(m.model, prompts.greedy[i])) << "greedy continuation " << i;
-  }
-  const auto agreement = Compare(OurProbabilities(m.model, prompts.long_prompt),
-                                 TheirProbabilities(r["distributions"][0], m.config.vocab_size));
-  std::cout << "F32 against fp32: max |p - p'| " << agreement.max_abs << ", same argmax at " << agreement.top1 * 100
-            << "% of positions\n";
+  ExpectOurGreedyContinuations(r, m.model, prompts);
+  const auto agreement = CompareDistributions("F32 against fp32", r, m.model, prompts, m.config.vocab_size);
   EXPECT_LT(agreement.max_abs, 1e-4) << "next-token probabilities";
   EXPECT_EQ(agreement.top1, 1.0);
   fs::remove_all(dir);
@@ -172,13 +183,9 @@ TEST_F(LlamaCpp, Bf16GgufGivesOurGreedyContinuations) {
     torch::NoGradGuard no_grad;
     for (auto& p : m.model->parameters()) p.copy_(p.to(torch::kBFloat16).to(torch::kFloat32));
   }
-  for (size_t i = 0; i < prompts.greedy.size(); ++i) {
-    EXPECT_EQ(r["greedy"][i].get<Ids>(), Greedy(m.model, prompts.greedy[i])) << "greedy continuation " << i;
-  }
-  const auto agreement = Compare(OurProbabilities(m.model, prompts.long_prompt),
-                                 TheirProbabilities(r["distributions"][0], m.config.vocab_size));
-  std::cout << "BF16 against the same weights in fp32: max |p - p'| " << agreement.max_abs << ", same argmax at "
-            << agreement.top1 * 100 << "% of positions\n";
+  ExpectOurGreedyContinuations(r, m.model, prompts);
+  const auto agreement =
+      CompareDistributions("BF16 against the same weights in fp32", r, m.model, prompts, m.config.vocab_size);
   EXPECT_LT(agreement.max_abs, 1e-2) << "next-token probabilities";
   EXPECT_GE(agreement.top1, 0.95);
   fs::remove_all(dir);
@@ -194,10 +201,8 @@ TEST_F(LlamaCpp, Q8GgufAgreesWithOurFp32Model) {
   const auto prompts = MakePrompts(m.tokenizer);
   const auto result = RunLlamaCpp(RunOurs(m, "q8_0", dir, prompts), dir);
   SKIP_WITHOUT_LLAMA_CPP(result, dir);
-  const auto agreement = Compare(OurProbabilities(m.model, prompts.long_prompt),
-                                 TheirProbabilities((*result)["models"][0]["distributions"][0], m.config.vocab_size));
-  std::cout << "Q8_0 against fp32: max |p - p'| " << agreement.max_abs << ", same argmax at " << agreement.top1 * 100
-            << "% of positions\n";
+  const auto agreement =
+      CompareDistributions("Q8_0 against fp32", (*result)["models"][0], m.model, prompts, m.config.vocab_size);
   EXPECT_LT(agreement.max_abs, 0.05);
   EXPECT_GE(agreement.top1, 0.9);
   fs::remove_all(dir);
