@@ -315,12 +315,14 @@ GgufFile decode_gguf(const std::string& bytes, const std::string& where) {
     const uint32_t dims = r.get<uint32_t>();
     if (dims > 4) r.fail("tensor '" + t.name + "' has " + std::to_string(dims) + " dimensions; ggml has at most 4");
     std::vector<int64_t> ne;
-    uint64_t numel = 1;
+    // At most 2^40 elements, counting only the nonzero dimensions: a zero one makes the tensor empty,
+    // but [0, 2^39, 2^39] would still overflow a shape's products (found by fuzz/fuzz_gguf.cpp).
+    uint64_t nonzero = 1;
     for (uint32_t d = 0; d < dims; ++d) {
       const uint64_t n = r.get<uint64_t>();
-      if (n > (uint64_t{1} << 40) || (n != 0 && numel > (uint64_t{1} << 40) / n))
+      if (n > (uint64_t{1} << 40) || (n != 0 && nonzero > (uint64_t{1} << 40) / n))
         r.fail("tensor '" + t.name + "' is implausibly large");
-      numel *= n;
+      if (n != 0) nonzero *= n;
       ne.push_back(static_cast<int64_t>(n));
     }
     t.shape.assign(ne.rbegin(), ne.rend());

@@ -41,11 +41,12 @@ inline BpeTokenizer load_gpt2_files(const std::string& vocab_json_path, const st
   std::vector<std::string> vocab(json.size());
   std::vector<bool> seen(json.size(), false);
   for (const auto& [text, id_json] : json.items()) {
-    const int64_t id = id_json.get<int64_t>();
-    if (id < 0 || id >= static_cast<int64_t>(vocab.size()) || seen[id]) {
-      throw std::runtime_error(vocab_json_path + ": id " + std::to_string(id) + " of '" + text +
-                               "' is repeated or outside 0.." + std::to_string(vocab.size() - 1));
+    // Only a whole number from 0 to V - 1 (get<int64_t> of 5e26 would be undefined behaviour).
+    if (!id_json.is_number_unsigned() || id_json.get<uint64_t>() >= vocab.size() || seen[id_json.get<uint64_t>()]) {
+      throw std::runtime_error(vocab_json_path + ": id " + id_json.dump() + " of '" + text +
+                               "' is repeated or not a whole number from 0 to " + std::to_string(vocab.size() - 1));
     }
+    const auto id = id_json.get<uint64_t>();
     seen[id] = true;
     vocab[id] = gpt2_text_to_bytes(text);
   }

@@ -41,6 +41,7 @@
 #include <algorithm>
 #include <cctype>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <stdexcept>
 #include <string>
@@ -63,6 +64,14 @@ struct Reader {
     const auto& type = field(object, "type", at);
     if (!type.is_string()) fail(at + ".type is not a string");
     return type.get<std::string>();
+  }
+  // A token id: a whole number below 2^31 - 1, so that id + 1 (a vocabulary size) is a TokenId too.
+  // (nlohmann's get<int> of 5e26 or of -1 would be undefined behaviour or a wrong id, not an error.)
+  TokenId token_id(const nlohmann::json& id, const std::string& at) const {
+    if (!id.is_number_unsigned() || id.get<uint64_t>() >= uint64_t{std::numeric_limits<TokenId>::max()}) {
+      fail(at + " has the id " + id.dump() + "; an id is a whole number from 0 to 2147483646");
+    }
+    return static_cast<TokenId>(id.get<uint64_t>());
   }
   bool flag(const nlohmann::json& object, const char* key, bool otherwise) const {
     if (!object.contains(key) || object[key].is_null()) return otherwise;
@@ -161,7 +170,8 @@ struct Reader {
         const std::string name = field(piece["SpecialToken"], "id", "TemplateProcessing.single").get<std::string>();
         std::vector<TokenId> ids;
         if (specials.contains(name) && specials[name].contains("ids")) {
-          for (const auto& id : specials[name]["ids"]) ids.push_back(id.get<TokenId>());
+          for (const auto& id : specials[name]["ids"])
+            ids.push_back(token_id(id, "TemplateProcessing's '" + name + "'"));
         } else if (added.count(name)) {
           ids.push_back(added.at(name));
         } else {
@@ -213,14 +223,13 @@ inline BpeTokenizer build(const nlohmann::json& j, const Reader& r) {
   if (j.contains("added_tokens") && !j["added_tokens"].is_null()) {
     for (const auto& t : j["added_tokens"]) {
       AddedToken token;
-      token.id = r.field(t, "id", "an added token").get<TokenId>();
       token.content = r.field(t, "content", "an added token").get<std::string>();
+      token.id = r.token_id(r.field(t, "id", "an added token"), "added token '" + token.content + "'");
       token.special = r.flag(t, "special", false);
       token.single_word = r.flag(t, "single_word", false);
       token.lstrip = r.flag(t, "lstrip", false);
       token.rstrip = r.flag(t, "rstrip", false);
       token.normalized = r.flag(t, "normalized", !token.special);
-      if (token.id < 0) r.fail("added token '" + token.content + "' has a negative id");
       added_ids[token.content] = token.id;
       added.push_back(std::move(token));
     }
@@ -230,7 +239,8 @@ inline BpeTokenizer build(const nlohmann::json& j, const Reader& r) {
   const auto& vocab_json = r.field(model, "vocab", "model");
   if (!vocab_json.is_object()) r.fail("model.vocab is not an object {token: id}");
   TokenId size = 0;
-  for (const auto& [text, id] : vocab_json.items()) size = std::max<TokenId>(size, id.get<TokenId>() + 1);
+  for (const auto& [text, id] : vocab_json.items())
+    size = std::max(size, r.token_id(id, "model.vocab's '" + text + "'") + 1);
   for (const auto& t : added) size = std::max<TokenId>(size, t.id + 1);
   if (static_cast<size_t>(size) > vocab_json.size() + added.size())
     r.fail("the ids run to " + std::to_string(size - 1) + " but there are fewer tokens: ids must have no gaps");
@@ -239,8 +249,7 @@ inline BpeTokenizer build(const nlohmann::json& j, const Reader& r) {
   std::unordered_map<TokenId, const AddedToken*> added_at;
   for (const auto& t : added) added_at[t.id] = &t;
   for (const auto& [text, id_json] : vocab_json.items()) {
-    const TokenId id = id_json.get<TokenId>();
-    if (id < 0) r.fail("model.vocab gives '" + text + "' a negative id");
+    const TokenId id = r.token_id(id_json, "model.vocab's '" + text + "'");
     if (filled[id]) r.fail("model.vocab gives id " + std::to_string(id) + " to two tokens");
     filled[id] = 1;
     if (auto it = added_at.find(id); it != added_at.end()) {
