@@ -15,7 +15,13 @@
 //   --llm-timeout=SEC     per-test limit, default 120
 //   --llm-jobs=N          tests run at once, default one per core (LLM_TEST_JOBS wins)
 //   --llm-no-fork         plain GoogleTest in this process (for a debugger)
+//
+// A LibTorch error (c10::Error, from TORCH_CHECK or a shape mismatch inside an operator) carries a
+// C++ stack trace in its message: twenty-odd "frame #n: <unknown function>" lines that bury the one
+// line a learner needs. The runner replaces the trace with one line, so a failing test shows the
+// error's message, where it was raised, and the test's name. LLM_TEST_BACKTRACE=1 keeps the trace.
 #include <ATen/Parallel.h>
+#include <c10/util/Logging.h>
 #include <gtest/gtest.h>
 
 #include <fmt/format.h>
@@ -310,6 +316,10 @@ std::vector<Result> RunAll(const std::vector<std::string>& tests, const Options&
 
 int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
+  const char* backtrace = std::getenv("LLM_TEST_BACKTRACE");
+  if (backtrace == nullptr || std::strcmp(backtrace, "1") != 0) {
+    c10::SetStackTraceFetcher([] { return std::string("(C++ frames not shown: LLM_TEST_BACKTRACE=1 shows them)"); });
+  }
   Options options = ParseOptions(argc, argv);
   if (!options.fork || GTEST_FLAG_GET(list_tests)) return RUN_ALL_TESTS();
 
