@@ -141,8 +141,10 @@ inline std::string shortest_decimal(double value) {
 template <typename Config>
 void apply_yaml(Config& config, const YAML::Node& node, const std::string& section) {
   // 1. A missing or null node changes nothing. Anything else that is not a mapping is an error
-  //    ("<section>: expected a mapping of key: value").
-  // 2. For every key in the mapping, find the field with that name in Config::fields().
+  //    ("<section>: expected a mapping of key: value, got <detail::scalar_text(node)>").
+  // 2. For every key in the mapping, read it with detail::key_text(key, section), which throws
+  //    "<section>: a key must be a plain name, got a list" (or "a mapping") for a key that is not a
+  //    plain scalar, and find the field with that name in Config::fields().
   //    No such field: throw ConfigError "<section>: unknown key '<key>'; did you mean '<nearest>'?
   //    valid keys: <all names>" (nearest_name, join_names and field_names do the work).
   // 3. Parse the value with the field's type and store it through the pointer to member:

@@ -77,14 +77,22 @@ struct TrainConfig {
     return table;
   }
 
-  // Throws ConfigError naming the first problem and what would be valid:
+  // Throws ConfigError naming the first problem and what would be valid. The tests look for the
+  // key, the value and the valid range or names, in these words (<v> is the value found):
   //   - batch_size, seq_len, grad_accum_steps, max_steps, eval_interval, eval_batches, log_interval,
-  //     checkpoint_interval, keep_checkpoints positive (require_positive); warmup_steps and threads >= 0;
-  //     warmup_steps <= max_steps
-  //   - learning_rate > 0, 0 <= min_lr <= learning_rate, weight_decay >= 0, grad_clip >= 0
-  //   - beta1 and beta2 in [0, 1)
-  //   - decay_fraction in [0, 1]
-  //   - optimizer one of kOptimizers, schedule one of kSchedules, dtype one of kDtypes
+  //     checkpoint_interval, keep_checkpoints positive: require_positive writes
+  //     "train.<key> must be positive, got <v>"
+  //   - threads >= 0: "train.threads must be >= 0 (0 = every core), got -1"
+  //   - 0 <= warmup_steps <= max_steps: "train.warmup_steps must be in [0, max_steps = 10], got 20"
+  //   - learning_rate > 0: "train.learning_rate must be positive, got <v>"; 0 <= min_lr <= learning_rate:
+  //     "train.min_lr must be in [0, learning_rate = <lr>], got <v>"; weight_decay >= 0 and
+  //     grad_clip >= 0: "train.<key> must be >= 0, got <v>" (test !(x >= 0), so that NaN fails)
+  //   - beta1 and beta2 in [0, 1): "train.<key> must be in [0, 1), got <v>"
+  //   - decay_fraction in [0, 1]: "train.decay_fraction must be in [0, 1], got 1.500000"
+  //   - optimizer one of kOptimizers, schedule one of kSchedules, dtype one of kDtypes, the value
+  //     quoted and the valid names listed (join_names): "train.optimizer 'sgd' is not one of: adamw,
+  //     lion", "train.schedule 'linear' is not one of: cosine, wsd, constant", "train.dtype 'float16'
+  //     is not one of: float32, bfloat16"
   void validate() const {
     LLM_TODO("lesson01: TrainConfig::validate(): positive counts, 0 <= min_lr <= lr, betas in [0, 1), known names");
   }

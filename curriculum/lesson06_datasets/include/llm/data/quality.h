@@ -198,7 +198,8 @@ inline std::vector<double> train_quality_classifier(QualityClassifier& model, co
 // Area under the ROC curve by ranks (the Mann-Whitney U statistic): the fraction of (positive,
 // negative) pairs where the positive scores higher, ties counting 1/2.
 inline double roc_auc(const std::vector<double>& positive_scores, const std::vector<double>& negative_scores) {
-  // 1. Check neither list is empty.
+  // 1. Check neither list is empty, naming both and their sizes: "roc_auc: need at least one positive
+  //    and one negative score, got 0 and 1".
   // 2. Sort all scores together; give each its rank (1-based), tied scores the mean of their ranks.
   // 3. U = (sum of the positives' ranks) - P (P + 1) / 2;  AUC = U / (P N).
   LLM_TODO("lesson06: roc_auc(): the Mann-Whitney U over ranks with ties averaged, divided by P N");

@@ -140,17 +140,30 @@ struct ModelConfig {
     // END SOLUTION
   }
 
-  // Throws ConfigError naming the first problem and what would be valid:
+  // Throws ConfigError naming the first problem and what would be valid. The tests look for the
+  // key, the value and the valid range or names, in these words (<v> is the value found):
   //   - every size (vocab_size, hidden_size, num_hidden_layers, num_attention_heads,
-  //     num_key_value_heads, max_position_embeddings, multiple_of) is positive (require_positive in
-  //     fields.h says so in the right words); intermediate_size >= 0, head_dim_override >= 0
-  //   - without head_dim_override, hidden_size is divisible by num_attention_heads (say which
-  //     multiples of H are nearest)
-  //   - num_attention_heads is divisible by num_key_value_heads
-  //   - head_dim() is even (RoPE rotates channel pairs)
-  //   - rope_theta > 0, rms_norm_eps > 0, 0 <= dropout < 1, mlp_type one of kMlpTypes
-  //   - rope_scaling one of kRopeScalings; when it is not "none", rope_factor > 0; for "llama3" also
-  //     0 < rope_low_freq_factor < rope_high_freq_factor and rope_original_max_position_embeddings > 0
+  //     num_key_value_heads, max_position_embeddings, multiple_of) is positive: require_positive in
+  //     fields.h writes "model.<key> must be positive, got <v>"
+  //   - intermediate_size >= 0 and head_dim_override >= 0: "model.intermediate_size must be >= 0
+  //     (0 = Llama's rule), got -1"; for head_dim_override name the key as the files spell it,
+  //     "model.head_dim must be >= 0 ..., got -1"
+  //   - without head_dim_override, hidden_size is divisible by num_attention_heads, naming both with
+  //     their values and the multiples of H on either side: "model.hidden_size 250 is not divisible
+  //     by num_attention_heads 8; valid nearby widths: 248 or 256"
+  //   - num_attention_heads is divisible by num_key_value_heads: "model.num_key_value_heads 3 does
+  //     not divide num_attention_heads 8; ..."
+  //   - head_dim() is even (RoPE rotates channel pairs): "model: head_dim = 7 must be even ..."
+  //     (without head_dim_override, "head_dim = hidden_size / num_attention_heads = 3 must be even")
+  //   - rope_theta > 0, rms_norm_eps > 0: "model.<key> must be positive, got <v>" (test !(x > 0), so
+  //     that a NaN is rejected too); 0 <= dropout < 1: "model.dropout must be in [0, 1), got <v>"
+  //   - mlp_type one of kMlpTypes: "model.mlp_type 'relu' is not one of: swiglu, geglu, gelu"
+  //     (join_names writes the list)
+  //   - rope_scaling one of kRopeScalings: "model.rope_scaling 'yarn' is not one of: none, linear,
+  //     llama3"; when it is not "none", rope_factor > 0 ("model.rope_factor must be positive, got
+  //     <v>"); for "llama3" also 0 < rope_low_freq_factor < rope_high_freq_factor ("model: llama3 RoPE
+  //     scaling needs 0 < rope_low_freq_factor < rope_high_freq_factor, got <low> and <high>") and
+  //     rope_original_max_position_embeddings > 0 (require_positive)
   void validate() const {
     // BEGIN SOLUTION: ModelConfig::validate(): positive sizes, H | C, Hkv | H, even head_dim, known mlp_type
     require_positive("model", "vocab_size", vocab_size);

@@ -64,7 +64,7 @@ inline std::unordered_map<std::string, int64_t> count_pieces(std::string_view te
 inline BpeTokenizer train_bpe(std::string_view text, const BpeTrainingOptions& options) {
   // 0. Check the options: vocab_size >= 256 + number of specials, else throw std::invalid_argument
   //    "vocab_size 256 is too small: it needs 256 byte tokens + 1 special tokens, so at least 257";
-  //    min_pair_count >= 1.
+  //    min_pair_count >= 1, else std::invalid_argument "min_pair_count must be >= 1, got 0".
   // 1. words[w] = the byte ids of piece w, counts[w] = how often it occurs (count_pieces).
   // 2. pair_counts[key(a, b)] = sum over words of count x occurrences of (a, b);
   //    where[key(a, b)] = the words that contain (a, b) (may hold stale entries; re-check).

@@ -70,7 +70,8 @@ struct RopeScaling {
 // "linear", Llama 3's three bands for "llama3" (the formula above).
 inline torch::Tensor scaled_frequencies(const torch::Tensor& inv_freq, const RopeScaling& scaling) {
   // 1. "none": return inv_freq. "linear": inv_freq / factor. Anything else but "llama3": throw
-  //    std::invalid_argument naming the type and the valid ones.
+  //    std::invalid_argument naming the type and the valid ones:
+  //    "RoPE scaling 'yarn' is not one of: none, linear, llama3".
   // 2. "llama3": wavelength = 2 pi / inv_freq; L = original_max_position_embeddings;
   //    low = inv_freq / factor                                   where wavelength > L / low_freq_factor
   //    s   = (L / wavelength - low_freq_factor) / (high_freq_factor - low_freq_factor)
@@ -141,8 +142,10 @@ class RotaryEmbedding {
   // [0, max_len) -> (B, H, T, D). Packed training (lesson 06) restarts positions at 0 in every
   // document of a row, so position is no longer a function of the column.
   torch::Tensor apply(const torch::Tensor& x, const torch::Tensor& positions) const {
-    // 1. Check x as above, positions integer of shape (B, T) or (T,) with x's B and T, and every
-    //    position in [0, max_len): "position 9 is outside the cached 0..7 (max_len = 8)".
+    // 1. Check x as above; positions of an integer dtype ("positions must be an integer tensor, got
+    //    Float"); of shape (B, T) or (T,) with x's B and T, naming the shape given as sizes() prints
+    //    it ("positions must be (B, T) = (2, 4) or (T,), got [2, 5]"); and every position in
+    //    [0, max_len): "position 9 is outside the cached 0..7 (max_len = 8)".
     // 2. c = cos_ rows at the positions: index_select(0, positions.flatten()), viewed as
     //    (B, 1, T, D/2) for (B, T) positions (broadcast over heads) or (T, D/2) for (T,); s likewise.
     // 3. return rotate(x, c, s)

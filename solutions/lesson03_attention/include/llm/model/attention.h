@@ -96,13 +96,16 @@ struct AttentionImpl : torch::nn::Module {
   //                     not with a cache or an offset.
   torch::Tensor forward(const torch::Tensor& x, int64_t offset = 0, const torch::Tensor& key_padding_mask = {},
                         KVStore* cache = nullptr, const torch::Tensor& position_ids = {}) {
-    // 1. Check x is (B, T, C) with C = hidden_size.
+    // 1. Check x is (B, T, C) with C = hidden_size, naming the module, C and the shape given:
+    //    "Attention: expected x of shape (B, T, 32), got [2, 6, 33]".
     // 2. Project and split heads: q (B, T, H, D); k, v (B, T, Hkv, D) (view). With QK-norm (q_norm
     //    is defined, not nullptr), q = q_norm(q) and k = k_norm(k) now: RMSNorm normalizes the last
     //    dimension, D, of every head. Then transpose(1, 2): q (B, H, T, D); k, v (B, Hkv, T, D).
     // 3. RoPE on q and k at positions offset .. offset + T - 1 (rope.apply(t, offset)); with
     //    position_ids, at those positions instead (rope.apply(t, position_ids); check they are
-    //    (B, T), and that there is no cache and offset is 0: packed rows are for training).
+    //    (B, T), and that there is no cache and offset is 0: packed rows are for training; the
+    //    message names position_ids and both, "position_ids are for packed training rows, not with
+    //    a KV cache or an offset").
     // 4. With a cache: std::tie(k, v) = cache->append(k, v): now (B, Hkv, Tk, D).
     // 5. Leave k and v with their Hkv heads: scaled_dot_product_attention pairs query head h with kv
     //    head h / G itself (without copying the cache G times unless a mask needs it).
@@ -110,7 +113,9 @@ struct AttentionImpl : torch::nn::Module {
     //    and no mask (scaled_dot_product_attention applies it inside the score matmul, the fast path).
     //    Otherwise mask = causal_mask(T, Tk) (document_causal_mask(position_ids) with position_ids),
     //    and with a padding mask also "& key_padding_mask[b, j]" (broadcast as (B, 1, 1, Tk)). Check
-    //    the padding mask is (B, Tk). (With T == 1 the causal mask is all true and may be skipped.)
+    //    the padding mask is (B, Tk), naming it, the expected sizes and the shape given:
+    //    "key_padding_mask must be (B, Tk) = (2, 6), got [2, 5]". (With T == 1 the causal mask is
+    //    all true and may be skipped.)
     // 7. scaled_dot_product_attention with dropout while training (is_training()); keep the weights
     //    in last_weights if store_weights.
     // 8. Merge heads: (B, H, T, D) -> (B, T, H * D), then o_proj (back to C).

@@ -34,7 +34,8 @@ namespace llm {
 
 // true where query i may attend to key j: j <= i + (Tk - Tq).                    (Tq, Tk) bool
 inline torch::Tensor causal_mask(int64_t Tq, int64_t Tk, torch::Device device = torch::kCPU) {
-  // 1. Check 0 < Tq <= Tk (queries are the last Tq of the Tk positions).
+  // 1. Check 0 < Tq <= Tk (queries are the last Tq of the Tk positions), naming both as
+  //    "Tq = 5" and "Tk = 3": "causal_mask: need 0 < Tq <= Tk, got Tq = 5, Tk = 3".
   // 2. Build a (Tq, Tk) boolean tensor: row i is true for columns 0 .. i + Tk - Tq.
   //    torch::ones({Tq, Tk}, kBool).tril(/*diagonal=*/Tk - Tq) does exactly this.
   // BEGIN SOLUTION: causal_mask(): lower-triangular (Tq, Tk) booleans, aligned bottom-right
@@ -49,7 +50,8 @@ inline torch::Tensor causal_mask(int64_t Tq, int64_t Tk, torch::Device device = 
 //   document[b, t] = number of zeros in position_ids[b, 0..t]            which document t is in
 //   mask[b, i, j]  = j <= i  and  document[b, i] == document[b, j]       (B, 1, T, T) bool
 inline torch::Tensor document_causal_mask(const torch::Tensor& position_ids) {
-  // 1. Check position_ids is (B, T).
+  // 1. Check position_ids is (B, T), naming it and the shape given as sizes() prints it:
+  //    "document_causal_mask: position_ids must be (B, T), got [5]".
   // 2. document = cumsum(position_ids == 0, dim 1)                       (B, T)
   // 3. same = document[:, :, None] == document[:, None, :]               (B, T, T)
   // 4. return (same & causal_mask(T, T)) viewed as (B, 1, T, T).
@@ -98,8 +100,11 @@ struct AttentionOptions {
 inline AttentionOutput scaled_dot_product_attention(const torch::Tensor& q, const torch::Tensor& k,
                                                     const torch::Tensor& v, const AttentionOptions& options = {}) {
   // 1. Check shapes: q, k, v 4-D; the same B; k and v the same heads Hkv, which divide q's H; q and
-  //    k share D; k and v share Tk. Name the shapes in the error, e.g. "q is [2, 4, 5, 8] but k is
-  //    [2, 4, 5, 6]: q and k must have the same D".
+  //    k share D; k and v share Tk. Each message names the shapes involved, as sizes() prints them:
+  //    q's and k's for D ("q is [2, 4, 5, 8] but k is [2, 4, 5, 6]: q and k must have the same D"),
+  //    k's and v's for Tk ("k is [2, 4, 7, 8] but v is [2, 4, 6, 8]: ..."), all three for B and the
+  //    heads ("q [2, 4, 5, 8], k [2, 3, 7, 8] and v [2, 3, 7, 8] must share B, and k and v's heads
+  //    must divide q's").
   // 2. Grouped-query attention: G = H / Hkv query heads share each kv head (query head h uses kv
   //    head h / G). With a mask, repeat each kv head G times (Hugging Face's repeat_kv: unsqueeze(2),
   //    expand to (B, Hkv, G, Tk, D), reshape to (B, H, Tk, D)) and go on with G = 1. Without one,

@@ -45,9 +45,17 @@ struct GenerationConfig {
 inline std::vector<std::vector<int64_t>> generate(CausalLM& model, const std::vector<std::vector<int64_t>>& prompts,
                                                   const GenerationConfig& config,
                                                   c10::optional<torch::Generator> generator = c10::nullopt) {
-  // 0. Check: at least one prompt, none empty; 0 <= min_new_tokens <= max_new_tokens; every prompt
-  //    and stop token id in [0, V); P + max_new_tokens <= max_position_embeddings (name the numbers;
-  //    Hugging Face's convention: prompt plus new tokens must fit the model).
+  // 0. Check, naming the numbers; the tests look for the words of these messages:
+  //      at least one prompt: "generate: no prompts given";
+  //      none empty, naming its index: "generate: prompt 0 is empty";
+  //      0 <= min_new_tokens <= max_new_tokens, naming both values:
+  //        "generate: need 0 <= min_new_tokens (3) <= max_new_tokens (2)";
+  //      every prompt, stop and pad token id in [0, V), saying which kind of id, the id and the
+  //        range: "generate: prompt token id 99 is outside the vocabulary 0..63", and the same
+  //        with "stop token id 64" and "pad token id";
+  //      P + max_new_tokens <= max_position_embeddings (Hugging Face's convention: prompt plus new
+  //        tokens must fit the model), naming all three: "generate: the longest prompt (4 tokens)
+  //        + max_new_tokens (61) exceeds max_position_embeddings 64".
   // 1. NoGradGuard; remember model->is_training() and switch to eval(); restore it at the end.
   // 2. Build ids (B, P) left-padded with pad_id and mask (B, P), true on real tokens (when no
   //    prompt is shorter than P, pass no mask at all: an undefined tensor).

@@ -62,7 +62,8 @@ inline torch::Tensor apply_repetition_penalty(const torch::Tensor& logits,
 }
 
 inline torch::Tensor apply_temperature(const torch::Tensor& logits, double temperature) {
-  // Check temperature > 0 (0 means greedy and never reaches here); return logits / temperature.
+  // Check temperature > 0 (0 means greedy and never reaches here), naming it and the value
+  // ("temperature must be positive here (0 = greedy), got -1"); return logits / temperature.
   // BEGIN SOLUTION: apply_temperature(): logits / T for T > 0
   TORCH_CHECK(temperature > 0, "temperature must be positive here (0 = greedy), got ", temperature);
   return logits / temperature;
@@ -70,7 +71,8 @@ inline torch::Tensor apply_temperature(const torch::Tensor& logits, double tempe
 }
 
 inline torch::Tensor top_k_filter(const torch::Tensor& logits, int64_t k) {
-  // 1. Check k >= 1. If k >= V, return logits unchanged.
+  // 1. Check k >= 1, naming it and the value ("top_k must be >= 1 (0 turns it off before this
+  //    call), got 0"). If k >= V, return logits unchanged.
   // 2. threshold = the k-th largest logit of each row (topk(k).values[:, k-1], keepdim);
   //    set every logit below it to -inf. (Ties at the threshold are kept.)
   // BEGIN SOLUTION: top_k_filter(): -inf below each row's k-th largest logit
@@ -82,7 +84,7 @@ inline torch::Tensor top_k_filter(const torch::Tensor& logits, int64_t k) {
 }
 
 inline torch::Tensor top_p_filter(const torch::Tensor& logits, double p) {
-  // 1. Check 0 < p <= 1.
+  // 1. Check 0 < p <= 1, naming it and the value ("top_p must be in (0, 1], got 1.5").
   // 2. Sort each row descending; probs = softmax(sorted); mass_before = cumsum(probs) - probs.
   // 3. Drop the sorted positions whose mass_before >= p (the set already reached p without them);
   //    the first position has mass_before 0 and always stays.
@@ -102,7 +104,9 @@ inline torch::Tensor top_p_filter(const torch::Tensor& logits, double p) {
 inline torch::Tensor sample_next(const torch::Tensor& logits, const SamplingOptions& options,
                                  const std::vector<std::vector<int64_t>>& previous = {},
                                  c10::optional<torch::Generator> generator = c10::nullopt) {
-  // 0. Check temperature >= 0, top_k >= 0, 0 < top_p <= 1, naming the bad value.
+  // 0. Check temperature >= 0, top_k >= 0, 0 < top_p <= 1, naming the setting and the bad value
+  //    ("temperature must be >= 0 (0 = greedy), got -1", "top_k must be >= 0 (0 = off), got -1",
+  //    "top_p must be in (0, 1] (1 = off), got 1.5"): a top_p of 1.5 must not silently mean "off".
   // 1. If repetition_penalty != 1, apply it (needs `previous`).
   // 2. temperature == 0: return argmax(-1) (greedy).
   // 3. Else: temperature, then top_k if > 0, then top_p if < 1.

@@ -115,9 +115,11 @@ struct CausalLMImpl : torch::nn::Module {
   // LlamaForCausalLM.forward has the same argument.
   torch::Tensor forward(const torch::Tensor& ids, int64_t offset = 0, const torch::Tensor& key_padding_mask = {},
                         KVCache* cache = nullptr, const torch::Tensor& position_ids = {}, int64_t logits_to_keep = 0) {
-    // 1. Check ids is (B, T) and offset + T <= max_position_embeddings (name both). With a cache, the
-    //    offset must equal cache->length(): the new tokens continue exactly where the cache ends
-    //    ("offset 3 but the KV cache holds 5 positions"). Check 0 <= logits_to_keep <= T.
+    // 1. Check ids is (B, T) and offset + T <= max_position_embeddings, naming the last position and
+    //    the setting ("positions up to 64 requested but max_position_embeddings is 64"). With a cache,
+    //    the offset must equal cache->length(): the new tokens continue exactly where the cache ends
+    //    ("offset 3 but the KV cache holds 5 positions"). Check 0 <= logits_to_keep <= T, naming it
+    //    and its value ("logits_to_keep 10 must be in 0..9").
     // 2. h = model(ids, offset, key_padding_mask, cache, position_ids)            (B, T, C)
     //    with logits_to_keep = n > 0: h = its last n positions                     (B, n, C)
     // 3. logits = lm_head(h), or h @ embed_tokens.weight^T when tied (linear_no_bias(h, weight),

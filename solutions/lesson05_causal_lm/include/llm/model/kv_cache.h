@@ -35,8 +35,10 @@ class KVCacheLayer : public KVStore {
   // k, v: (B, Hkv, T, D) for positions length() .. length() + T - 1
   //   -> all keys and values so far: (B, Hkv, length() + T, D) each, views into the buffers.
   std::pair<torch::Tensor, torch::Tensor> append(const torch::Tensor& k, const torch::Tensor& v) override {
-    // 1. Check k and v have the buffers' B, Hkv and D, and that length + T <= max_len: otherwise
-    //    throw, naming the sizes ("KV cache full: 10 positions cached + 4 new > max_len 12").
+    // 1. Check k and v have the buffers' B, Hkv and D, naming the shapes given as sizes() prints them
+    //    ("KV cache: expected k and v of shape (1, 2, T, 4), got k [1, 3, 1, 4] and v [1, 3, 1, 4]"),
+    //    and that length + T <= max_len: otherwise throw, naming the sizes ("KV cache full: 10
+    //    positions cached + 4 new > max_len 12").
     // 2. Copy k and v into positions length .. length + T - 1 of the buffers (narrow(2, ...).copy_).
     // 3. length += T; return the first `length` positions of both buffers (narrow, no copy).
     // BEGIN SOLUTION: KVCacheLayer::append(): copy k, v into the next free positions, return views of everything so far

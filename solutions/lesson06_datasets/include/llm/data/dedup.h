@@ -311,7 +311,9 @@ struct NearDedupResult {
 
 // Steps 1-4 of the top of this file.
 inline NearDedupResult minhash_dedup(const std::vector<std::string>& documents, const MinHashOptions& options = {}) {
-  // 1. shingles of every document; hasher.signature of each.
+  // 1. MinHasher hasher(options) before anything else: its constructor (written) checks the options
+  //    ("MinHash: num_hashes (100) must be a positive multiple of bands (7)", "MinHash: threshold
+  //    must be in [0, 1], got 1.5"). Then the shingles of every document; hasher.signature of each.
   // 2. candidates = hasher.candidate_pairs(signatures).
   // 3. duplicates = the candidates whose jaccard(shingles) >= threshold; unite them in DisjointSets.
   // 4. cluster[i] = the smallest document index in i's set; keep[i] = (cluster[i] == i).

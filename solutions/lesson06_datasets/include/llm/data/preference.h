@@ -88,7 +88,9 @@ struct PreferenceBatch {
 
 // TRL's layout (see the top of the file), right-padded with pad_id to the longest row.
 inline PreferenceBatch collate_preference(const std::vector<TokenizedPair>& pairs, int64_t pad_id) {
-  // 1. Check the batch is not empty and no completion is empty (a completion always has its end token).
+  // 1. Check the batch is not empty ("collate_preference: an empty batch") and no completion is empty
+  //    (a completion always has its end token), naming the pair by its index: "collate_preference:
+  //    pair 1 has an empty completion".
   // 2. Rows: for each pair, prompt + chosen; then for each pair, prompt + rejected.
   // 3. T = the longest row; input_ids full of pad_id, both masks false; fill each row, marking
   //    completion_mask on its completion positions and attention_mask on all its positions.

@@ -80,7 +80,8 @@ struct TokenizedExample {
 //   user message       <|user|> encode(content) <|end|>                 all untrained
 //   assistant message  <|assistant|> encode(content) <|end|>            <|assistant|> untrained,
 //                                                                       content and <|end|> trained
-// Any other role is an error naming it and the valid ones. Text is encoded with
+// Any other role is a std::invalid_argument naming the message, its role and the valid ones:
+// "message 1 has role 'system'; valid roles: user, assistant". Text is encoded with
 // allow_special = false, so a user who types "<|end|>" cannot forge a turn boundary.
 inline TokenizedExample render_conversation(const BpeTokenizer& tokenizer, const ChatTemplate& chat,
                                             const Conversation& conversation) {
@@ -120,7 +121,7 @@ inline std::vector<int64_t> render_prompt(const BpeTokenizer& tokenizer, const C
 // Keeps the first max_length tokens; returns nothing when no trained token is left (or none was
 // there to begin with).
 inline std::optional<TokenizedExample> truncate_example(TokenizedExample example, int64_t max_length) {
-  // 1. Check max_length >= 2 (an input and a target).
+  // 1. Check max_length >= 2 (an input and a target): "max_length must be >= 2, got 1".
   // 2. If longer, keep ids[:max_length] and trained[:max_length] (keep_start).
   // 3. If no position from 1 on is trained, return std::nullopt: position 0 is never a target.
   // BEGIN SOLUTION: truncate_example(): keep the start; drop an example with no trained target
@@ -149,7 +150,9 @@ struct SftBatch {
 //   attention_mask  = true for t < n - 1
 // and T = max(n) - 1.
 inline SftBatch collate_sft(const std::vector<TokenizedExample>& examples, int64_t pad_id) {
-  // 1. Check the batch is not empty and every example has >= 2 ids and as many flags as ids.
+  // 1. Check the batch is not empty ("collate_sft: an empty batch") and every example has >= 2 ids
+  //    and as many flags as ids, naming the example by its index: "collate_sft: example 1 has 1 ids
+  //    and 1 flags; need at least 2 ids and one flag per id".
   // 2. T = longest - 1; allocate input_ids full of pad_id, targets full of kIgnoreTarget,
   //    attention_mask false, all (B, T).
   // 3. Fill row b from example b as above.

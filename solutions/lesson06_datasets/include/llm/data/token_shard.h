@@ -83,8 +83,10 @@ inline std::vector<uint32_t> join_documents(const std::vector<std::vector<int32_
 // at compile time).
 inline std::string encode_token_shard(const std::vector<uint32_t>& ids, int64_t vocab_size) {
   static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "token shards are little-endian");
-  // 1. Check vocab_size is in [1, 2^32] and every id < vocab_size ("id 70000 is outside the
-  //    vocabulary 0..4095"): an out-of-range id must never reach the file.
+  // 1. Check vocab_size is in [1, 2^32], naming it and the value ("token shard: vocab_size must be
+  //    in 1..2^32, got 0"), and every id < vocab_size, naming the id and the valid range ("token
+  //    shard: id 70000 at index 2 is outside the vocabulary 0..4095"): an out-of-range id must
+  //    never reach the file.
   // 2. width = shard_id_width(vocab_size). Write the 64-byte header (magic, version, width, count,
   //    vocab_size, zeros), then every id as uint16 or uint32.
   // BEGIN SOLUTION: encode_token_shard(): a 64-byte header, then every id as uint16 or uint32
@@ -134,8 +136,11 @@ inline void write_token_shard(const std::string& path, const std::vector<uint32_
 inline ShardHeader parse_shard_header(const unsigned char* data, size_t size, const std::string& where) {
   // 1. size >= 64, else "<where>: N bytes is too short for a token shard header (64 bytes)".
   // 2. The first 8 bytes are the magic, else "<where>: not a token shard (bad magic)".
-  // 3. version == 1, bytes_per_id 2 or 4, vocab_size > 0, and 64 + count * width == size (name the
-  //    two sizes: a truncated file says so).
+  // 3. version == 1, else "<where>: token shard version 2, this reader knows 1"; bytes_per_id 2 or
+  //    4, else "<where>: bytes per id must be 2 or 4, got 3"; vocab_size > 0; and
+  //    64 + count * width == size, naming the two sizes and the word "truncated": "<where>: the
+  //    header says 4 ids of 2 bytes but the file holds 7 bytes after the header (truncated or
+  //    corrupt)".
   // BEGIN SOLUTION: parse_shard_header(): check magic, version, width and that the ids fill the file exactly
   if (size < kShardHeaderBytes) {
     throw std::runtime_error(where + ": " + std::to_string(size) + " bytes is too short for a token shard header (" +
