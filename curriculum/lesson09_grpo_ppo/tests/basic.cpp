@@ -1,4 +1,4 @@
-// Lesson 09, basic: GRPO's group advantages on the research sheet's golden values, the completion
+// Lesson 09, basic: GRPO's group advantages on golden values from the formula, the completion
 // mask, the clipped per-token loss with the k3 KL, the four aggregations on one worked example,
 // log-probs aligned with the ids, and dapo through the trainer equal to one big batch; PPO's GAE
 // golden and a hand loop, the per-token rewards with the score on the last real token, whitening,
@@ -63,8 +63,8 @@ std::pair<torch::Tensor, torch::Tensor> WithRatios(const std::vector<float>& rat
 
 // ------------------------------------------------------------------------------ group advantages
 
-TEST_F(GroupAdvantagesTest, GivesTheSheetsGoldenValuesForGroupsOfFour) {
-  // Research sheet: [1, 0, 0, 1] has std 0.57735 (Bessel) -> +-0.8658754; [0, 0, 0, 1] has std 0.5
+TEST_F(GroupAdvantagesTest, GivesTheGoldenValuesForGroupsOfFour) {
+  // From the formula: [1, 0, 0, 1] has std 0.57735 (Bessel) -> +-0.8658754; [0, 0, 0, 1] has std 0.5
   // -> (-0.25, -0.25, -0.25, 0.75) / 0.5001 = (-0.4999, -0.4999, -0.4999, 1.4997).
   auto a = llm::group_advantages(F32({1, 0, 0, 1, 0, 0, 0, 1}), /*group_size=*/4);
   ASSERT_EQ(a.sizes(), (std::vector<int64_t>{8}));
@@ -73,7 +73,7 @@ TEST_F(GroupAdvantagesTest, GivesTheSheetsGoldenValuesForGroupsOfFour) {
   EXPECT_TRUE(AllClose(a.narrow(0, 0, 4), F32({0.8658754f, -0.8658754f, -0.8658754f, 0.8658754f}), 0, 1e-6))
       << "group 0: (r - 0.5) / (0.57735 + 1e-4)";
   EXPECT_TRUE(AllClose(a.narrow(0, 4, 4), F32({-0.4999f, -0.4999f, -0.4999f, 1.4997f}), 0, 1e-4))
-      << "group 1, the sheet's 4 digits";
+      << "group 1, to 4 digits";
   EXPECT_TRUE(AllClose(
       a, torch::tensor({0.5 / s1, -0.5 / s1, -0.5 / s1, 0.5 / s1, -0.25 / s2, -0.25 / s2, -0.25 / s2, 0.75 / s2}), 0,
       1e-6))
@@ -300,7 +300,7 @@ TEST_F(GrpoTrainerTest, DapoOverTwoMicroBatchesOfDifferentTokenCountsEqualsOneBi
 
 // ------------------------------------------------------------------------------------------- GAE
 
-TEST_F(GaeTest, GivesTheSheetsGoldenValues) {
+TEST_F(GaeTest, GivesTheGoldenValues) {
   // gamma 1, lambda 0.95, r = (0, 0, 1), V = (0.5, 0.6, 0.7), V after the end = 0:
   //   delta = (0.6 - 0.5, 0.7 - 0.6, 1 - 0.7) = (0.1, 0.1, 0.3)
   //   A = (0.1 + 0.95 * 0.385, 0.1 + 0.95 * 0.3, 0.3) = (0.46575, 0.385, 0.3);  R = A + V

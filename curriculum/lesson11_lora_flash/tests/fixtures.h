@@ -1,5 +1,5 @@
-// Shared by lesson 11's suites: the NF4 table typed in from the research notes (not taken from
-// nf4.h), the nearest code by brute-force argmin, bitsandbytes' dynamic map recomputed in double
+// Shared by lesson 11's suites: the NF4 table typed in from bitsandbytes' functional.py (not taken
+// from nf4.h), the nearest code by brute-force argmin, bitsandbytes' dynamic map recomputed in double
 // from its formula, a tiny CausalLM, a temporary folder, and the naive attention the tiled one is
 // checked against (lesson 03's scaled_dot_product_attention with a boolean mask built here).
 #pragma once
@@ -29,7 +29,7 @@ inline torch::Tensor F32(const std::vector<float>& values) {
   return torch::tensor(values, torch::kFloat32);
 }
 
-// bitsandbytes' NF4 code (get_4bit_type("nf4")), index 0b0000 .. 0b1111, as the research notes list it.
+// bitsandbytes' NF4 code (bitsandbytes/functional.py, get_4bit_type("nf4")), index 0b0000 .. 0b1111.
 inline const std::vector<float>& Nf4Table() {
   static const std::vector<float> table = {-1.0f,
                                            -0.6961928009986877f,

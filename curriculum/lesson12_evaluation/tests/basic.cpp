@@ -1,6 +1,6 @@
 // Lesson 12, basic: the nats, tokens and bytes of held-out targets against torch's cross_entropy,
-// with ignored targets and special tokens left out of every sum; bits per byte on the research
-// sheet's golden and summed over the corpus; perplexity as exp of the mean NLL; lm-evaluation-harness'
+// with ignored targets and special tokens left out of every sum; bits per byte on nanochat's
+// docstring golden and summed over the corpus; perplexity as exp of the mean NLL; lm-evaluation-harness'
 // _encode_pair (" Paris" stays one token); continuation log-likelihoods equal to one unbatched
 // forward per request; acc against acc_norm and the first-wins tie rule; a whole multiple-choice
 // score; pass@k's goldens and a brute-force count of k-subsets; the matmul parameters of a real
@@ -245,7 +245,7 @@ TEST_F(ScoreMultipleChoiceTest, ScoresContextPlusSpaceChoiceAndCountsTheAccuraci
 
 // ------------------------------------------------------------------------------------ pass@k
 
-TEST_F(PassAtKTest, GivesTheSheetsGoldenValues) {
+TEST_F(PassAtKTest, GivesTheGoldenValues) {
   EXPECT_NEAR(llm::pass_at_k(10, 3, 1), 0.3, 1e-12) << "k = 1: c / n";
   EXPECT_NEAR(llm::pass_at_k(10, 3, 5), 0.9166667, 5e-8) << "1 - C(7, 5) / C(10, 5) = 1 - 21 / 252";
   EXPECT_EQ(llm::pass_at_k(10, 0, 5), 0.0) << "nothing correct";

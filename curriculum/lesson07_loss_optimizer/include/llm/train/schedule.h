@@ -68,7 +68,8 @@ struct ScheduleOptions {
 
 // The learning rate of step s (s >= 0) under the schedule above.
 inline double learning_rate_at(const ScheduleOptions& o, int64_t step) {
-  // 1. o.validate(); check step >= 0.
+  // 1. o.validate(); check step >= 0, or throw std::invalid_argument naming it, e.g.
+  //    "schedule: step must be >= 0, got -1".
   // 2. Warmup (every kind): s < W -> peak (s + 1) / (W + 1).
   // 3. constant: peak.  cosine: s >= S -> min, else the cosine from W to S (with S == W there is
   //    nothing to decay: min).  wsd: D = round(decay_fraction S), decay starting at max(W, S - D);

@@ -12,9 +12,10 @@
 //                          file above
 //   COMPLETE               written last: its presence says the directory is whole
 //
-// nanoGPT saves no RNG and no data position, so its resume is not exact; llm.c saves all of it and
-// calls its resume "bit-perfect" (research notes, pipeline.md section 3.1). Weights and trainer
-// state are separate files so the next stage can load the weights alone.
+// nanoGPT saves no RNG and no data position (train.py's checkpoint dictionary), so its resume is not
+// exact; llm.c saves the generator and the data loader's position too (train_gpt2.cu, save_state and
+// load_state). Weights and trainer state are separate files so the next stage can load the weights
+// alone.
 //
 // Atomic writes. Everything goes into a temporary directory ".tmp-step_00000120" next to the
 // final one; each file is fsync'ed, then COMPLETE, then the directory, and only then is it renamed
@@ -171,7 +172,8 @@ inline std::vector<std::string> list_checkpoints(const std::string& root) {
 // Writes `checkpoint` to <root>/step_XXXXXXXX atomically, then keeps only the newest `keep`
 // complete checkpoints (keep >= 1). Returns the directory written.
 inline std::string save_checkpoint(const std::string& root, const Checkpoint& checkpoint, int64_t keep) {
-  // 1. Check keep >= 1. final = root / checkpoint_name(step); tmp = root / (".tmp-" + that name).
+  // 1. Check keep >= 1, or throw std::invalid_argument naming it, e.g. "save_checkpoint: keep must be
+  //    >= 1, got 0". final = root / checkpoint_name(step); tmp = root / (".tmp-" + that name).
   //    create_directories(root); remove_all(tmp) (a leftover of a killed save); create tmp.
   // 2. Encode model.safetensors (checkpoint.model) and optimizer.safetensors (the optimizer state
   //    plus "rng/cpu" = rng_state); write each into tmp and sync_path() it.
@@ -192,9 +194,11 @@ inline std::string save_checkpoint(const std::string& root, const Checkpoint& ch
 inline Checkpoint load_checkpoint(const std::string& dir) {
   // 1. No dir/COMPLETE: "<dir>: incomplete checkpoint (no COMPLETE marker)".
   // 2. Parse trainer_state.json (nlohmann::json::parse; a parse error names the file); its
-  //    "format" must be kCheckpointFormat.
+  //    "format" must be kCheckpointFormat: "<dir>/trainer_state.json: format 2, this program reads 1".
   // 3. For model.safetensors and optimizer.safetensors: read the bytes; their size and xxh64_hex must
-  //    equal the recorded ones ("<file>: checksum mismatch (corrupted)"); decode_safetensors.
+  //    equal the recorded ones, or the error starts with the file's path: "<dir>/model.safetensors:
+  //    checksum mismatch (corrupted)", "<dir>/optimizer.safetensors: 1234 bytes, 2468 were written
+  //    (truncated?)"; decode_safetensors.
   // 4. model = the first file's tensors; optimizer = the second's, except "rng/cpu" -> rng_state;
   //    state = the scalars, model_config and extra of trainer_state.json.
   LLM_TODO("lesson10: load_checkpoint(): require COMPLETE, parse the state, verify sizes and checksums, decode the tensors");
@@ -216,10 +220,14 @@ inline LatestCheckpoint load_latest_checkpoint(const std::string& root) {
   LLM_TODO("lesson10: load_latest_checkpoint(): newest first, skip (and say why) every directory that does not load");
 }
 
-// Throws std::runtime_error if the checkpoint cannot continue this run: a model config field that
-// differs ("model.hidden_size: the checkpoint has 128, this run 256"; every differing field named,
-// including one only the checkpoint has) or another world size ("world size: written by 2
-// processes, this run has 1").
+// Throws std::runtime_error if the checkpoint cannot continue this run. The model configs are
+// compared in both directions, and every difference is named in one error, with both values:
+//   a field both have, valued differently:  "model.hidden_size: the checkpoint has 32, this run 48"
+//   a field only this run has:              "model.<name>: the checkpoint has nothing, this run <value>"
+//   a field only the checkpoint has:        "model.<name>: the checkpoint has <value>, this run nothing"
+// joined with "; " after "cannot resume, the model differs: ". Then another world size: "cannot
+// resume: world size: the checkpoint was written by 1 processes, this run has 2 (...)". The tests
+// look for the field names and both values of each.
 inline void check_resumable(const CheckpointState& saved, const nlohmann::json& model_config, int64_t world_size) {
   LLM_TODO("lesson10: check_resumable(): the same model config, field by field, and the same world size");
 }

@@ -28,7 +28,8 @@ namespace llm {
 
 // Scales the gradients of `params` in place; returns the total norm before clipping.
 inline double clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm) {
-  // 1. Check max_norm > 0 (0 means "no clipping" and is the caller's choice not to call this).
+  // 1. Check max_norm > 0 (0 means "no clipping" and is the caller's choice not to call this), naming
+  //    it and the value: "clip_grad_norm: max_norm must be positive, got -1".
   // 2. The norms n_p = g_p.norm() of the parameters whose grad is defined; none: return 0.
   // 3. total = stack(n_p).norm() (a single parameter: its norm).
   // 4. coef = clamp(max_norm / (total + 1e-6), max = 1); g_p.mul_(coef) for every such p (under

@@ -22,7 +22,7 @@
 //
 // Model FLOPs utilisation (Chowdhery et al. 2022) compares what training achieves with what the
 // hardware could do:  MFU = flops_per_token * tokens_per_second / peak_flops, with the peak measured
-// on this machine (a large bf16 or fp32 matmul), not a datasheet figure.
+// on this machine (a large bf16 or fp32 matmul), not the vendor's advertised peak.
 #pragma once
 
 #include <llm/common/todo.h>

@@ -47,7 +47,10 @@ struct ContinuationRequest {
 // pair is encoded jointly and split after the context's own encoding.
 inline ContinuationRequest encode_pair(const BpeTokenizer& tokenizer, std::string context, std::string continuation) {
   // 1. n = the number of trailing spaces of context; move them to the front of continuation.
-  // 2. whole = encode(context + continuation); ctx = encode(context).
+  // 2. whole = encode(context + continuation, allow_special = false); ctx = encode(context,
+  //    allow_special = false): a special token's text inside a question is scored as the plain text
+  //    it is, never turned into a control token. (The tests' texts hold no special tokens, so they
+  //    pass either way; the reference passes false.)
   // 3. continuation tokens = whole[len(ctx):]; context tokens = whole[:len(ctx)].
   LLM_TODO("lesson12: encode_pair(): trailing spaces to the continuation, joint encoding, split after the context");
 }

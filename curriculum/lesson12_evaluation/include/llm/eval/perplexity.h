@@ -59,7 +59,8 @@ inline torch::Tensor token_byte_counts(const BpeTokenizer& tokenizer) {
 // token_bytes (V,) from token_byte_counts.
 inline LossTotals loss_totals(const torch::Tensor& logits, const torch::Tensor& targets,
                               const torch::Tensor& token_bytes) {
-  // 1. Check shapes: logits (N, V), targets (N,), token_bytes (V,).
+  // 1. Check shapes: logits (N, V), targets (N,), token_bytes (V,), naming all three, e.g.
+  //    "loss_totals: expected logits (N, V), targets (N,) and token_bytes (V,), got [4, 8], [3] and [8]".
   // 2. counted = targets != -100, and among those, token_bytes[target] > 0 (look the bytes up with
   //    a safe index where the target is ignored).
   // 3. nll = logsumexp(logits in fp32) - logits[target]            (N,)

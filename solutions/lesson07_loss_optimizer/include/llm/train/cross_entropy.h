@@ -137,6 +137,13 @@ inline torch::Tensor cross_entropy(const torch::Tensor& logits, const torch::Ten
   // Check logits is (N, V) and targets (N,) integer; 0 <= label_smoothing <= 1; z_loss >= 0; every
   // target is in [0, V) or ignore_index (name the bad target and the valid range). Then
   // CrossEntropyFunction::apply(logits, targets as int64, ...).
+  // The tests look for these words (TORCH_CHECK concatenates; sizes() prints as [2, 3, 5]):
+  //   "cross_entropy: expected logits (N, V) and targets (N,), got [2, 3, 5] and [2, 3]"
+  //   "cross_entropy: targets must be integer ids, got Float"
+  //   "cross_entropy: label_smoothing must be in [0, 1], got 1.5"
+  //   "cross_entropy: z_loss must be >= 0, got -1"
+  //   "cross_entropy: target 9 is outside the vocabulary 0..4 (and is not ignore_index -100)"
+  //   (the range written first..last, "0..4" for V = 5; only counted targets are checked)
   // BEGIN SOLUTION: cross_entropy(): check shapes, smoothing, z-loss and target range, then the autograd function
   TORCH_CHECK(logits.dim() == 2 && targets.dim() == 1 && logits.size(0) == targets.size(0),
               "cross_entropy: expected logits (N, V) and targets (N,), got ", logits.sizes(), " and ", targets.sizes());

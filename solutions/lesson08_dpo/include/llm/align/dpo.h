@@ -19,8 +19,9 @@
 // to stop has not learned the preferred answer). At the start pi = pi_ref, so h = 0 and the loss is
 // ln 2 = 0.6931: a test.
 //
-// The variants TRL offers under loss_type (trl/trainer/dpo_trainer.py; the research notes list both
-// TRL versions), eps = label_smoothing:
+// The variants TRL offers under loss_type (trl/trainer/dpo_trainer.py: "TRL-classic" is v0.23.0's
+// DPOTrainer.dpo_loss, "TRL-1.x" the trainer rewritten in v0.29 (PR #3906), _compute_loss),
+// eps = label_smoothing:
 //     sigmoid   -(1 - eps) log sigmoid(beta h) - eps log sigmoid(-beta h)     eps > 0 is conservative DPO (cDPO):
 //                                                                             the labels are wrong with probability eps
 //     robust    (-(1 - eps) log sigmoid(beta h) + eps log sigmoid(-beta h)) / (1 - 2 eps)    unbiased under label noise
@@ -56,7 +57,8 @@ namespace llm {
 // one-hot. The log_softmax runs in float32 whatever the logits' dtype (bf16 log-probs lose the
 // small differences DPO is made of).
 inline torch::Tensor token_logprobs(const torch::Tensor& logits, const torch::Tensor& targets) {
-  // 1. Check logits is (B, T, V), targets (B, T) with the same B and T (name both shapes).
+  // 1. Check logits is (B, T, V), targets (B, T) with the same B and T, naming both shapes, e.g.
+  //    "token_logprobs: logits must be (B, T, V) and targets (B, T), got [2, 5, 7] and [2, 4]".
   // 2. log_softmax(logits.float(), -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1).
   // BEGIN SOLUTION: token_logprobs(): log_softmax in float32, gathered at the targets
   TORCH_CHECK(
@@ -128,10 +130,12 @@ struct DpoOutput {
 inline DpoOutput dpo_loss(const torch::Tensor& policy_chosen, const torch::Tensor& policy_rejected,
                           const torch::Tensor& ref_chosen, const torch::Tensor& ref_rejected, const DpoOptions& options,
                           const torch::Tensor& chosen_tokens = {}, const torch::Tensor& rejected_tokens = {}) {
-  // 1. options.validate(). The four log-prob tensors must have the same shape (P,).
+  // 1. options.validate(). The four log-prob tensors must have the same shape (P,), or name all
+  //    four shapes, e.g. "dpo_loss: the four log-prob tensors must all be (P,), got [2], [1], [1], [1]".
   // 2. chosen_ratio = policy_chosen - ref_chosen, rejected_ratio likewise (reference_free: the policy
   //    log-probs alone). For ipo, divide each ratio by its token count (clamped to >= 1); ipo without
-  //    counts is an error.
+  //    counts throws std::invalid_argument naming ipo and the token counts, e.g.
+  //    "dpo_loss: loss_type ipo needs the completions' token counts".
   // 3. h = chosen_ratio - rejected_ratio; z = beta h; with eps = label_smoothing:
   //      sigmoid  -(1 - eps) logsigmoid(z) - eps logsigmoid(-z)
   //      robust   (-(1 - eps) logsigmoid(z) + eps logsigmoid(-z)) / (1 - 2 eps)

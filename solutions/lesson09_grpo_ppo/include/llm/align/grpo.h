@@ -49,7 +49,10 @@ namespace llm {
 inline torch::Tensor group_advantages(const torch::Tensor& rewards, int64_t group_size,
                                       const std::string& scale = "group") {
   // 1. Check rewards is 1-D, group_size >= 2 and divides N (name N and G), scale is one of group,
-  //    batch, none.
+  //    batch, none. The tests look for these words:
+  //      "group_advantages: rewards must be (N,), got [2, 4]"
+  //      "group_advantages: group size 3 must be >= 2 and divide the 8 rewards"
+  //      "group_advantages: scale 'max' is not one of: batch, group, none"   (std::invalid_argument)
   // 2. grouped = rewards.view(N / G, G); mean = grouped.mean(1), std = grouped.std(1) (Bessel).
   // 3. centred = (grouped - mean[:, None]).view(N); divide by std (per group, repeated G times) or by
   //    rewards.std() + 1e-4, or not at all.
@@ -73,7 +76,8 @@ inline torch::Tensor group_advantages(const torch::Tensor& rewards, int64_t grou
 // The completion mask of sampled tokens (N, T): true up to and including the first `end_id` of
 // each row, false after it (a row without it is true everywhere: a truncated answer).
 inline torch::Tensor completion_mask_until_end(const torch::Tensor& completions, int64_t end_id) {
-  // is_end = completions == end_id; ends_before[t] = number of ends at positions < t
+  // Check completions is 2-D, naming its shape, e.g. "completion_mask_until_end: completions must be
+  // (N, T), got [5]". is_end = completions == end_id; ends_before[t] = number of ends at positions < t
   // (cumsum(is_end) - is_end); mask = ends_before == 0.
   // BEGIN SOLUTION: completion_mask_until_end(): every token up to and including the first end token
   TORCH_CHECK(completions.dim() == 2, "completion_mask_until_end: completions must be (N, T), got ",
@@ -119,7 +123,9 @@ struct GrpoTokenLoss {
 inline GrpoTokenLoss grpo_token_loss(const torch::Tensor& logp, const torch::Tensor& old_logp,
                                      const torch::Tensor& ref_logp, const torch::Tensor& advantages,
                                      const torch::Tensor& mask, const GrpoOptions& options) {
-  // 1. options.validate(); check the shapes; beta > 0 needs ref_logp.
+  // 1. options.validate(); check the shapes, naming all four, e.g. "grpo_token_loss: logp, old_logp
+  //    and mask must be (N, T) and advantages (N,), got [2, 3], [2, 3], [2, 4], [2]"; beta > 0 needs
+  //    ref_logp of the same shape, e.g. "grpo_token_loss: beta 0.1 needs the reference log-probs, (N, T)".
   // 2. ratio = exp(logp - old_logp); clipped_ratio = clamp(ratio, 1 - eps_low, 1 + eps_high);
   //    A = advantages[:, None]; l = -min(ratio A, clipped_ratio A).
   // 3. With beta > 0: d = ref_logp - logp; kl = exp(d) - d - 1; l += beta kl.
@@ -156,7 +162,8 @@ inline GrpoTokenLoss grpo_token_loss(const torch::Tensor& logp, const torch::Ten
 // (every micro-batch and rank); 0 means this micro-batch's own sum.
 inline torch::Tensor aggregate_grpo_loss(const torch::Tensor& token_loss, const torch::Tensor& mask,
                                          const GrpoOptions& options, double num_items_in_batch = 0) {
-  // m = mask as float.
+  // options.validate() first (an unknown loss_type is its error); check token_loss and mask are both
+  // (N, T), naming their shapes. m = mask as float.
   //   grpo:    ((l m).sum(1) / m.sum(1).clamp_min(1)).mean()
   //   bnpo:    (l m).sum() / max(1, m.sum())
   //   dr_grpo: (l m).sum() / (N * L), L = max_completion_length or T
@@ -203,7 +210,8 @@ struct Rollout {
 // at T = 0.7 has a ratio and a KL measured against a policy that never produced it.
 inline torch::Tensor shifted_logprobs(const torch::Tensor& logits, const torch::Tensor& input_ids,
                                       double temperature = 1.0) {
-  // temperature > 0 (or name it); scaled = logits / temperature;
+  // temperature > 0, or name it, e.g. "shifted_logprobs: temperature must be > 0, got -1";
+  // scaled = logits / temperature;
   // per = token_logprobs(scaled[:, :-1], ids[:, 1:])   (N, S-1); prepend a column of zeros.
   // BEGIN SOLUTION: shifted_logprobs(): next-token log-probs at the sampling temperature, aligned with the ids
   TORCH_CHECK(temperature > 0, "shifted_logprobs: temperature must be > 0, got ", temperature);

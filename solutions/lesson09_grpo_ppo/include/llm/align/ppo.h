@@ -101,7 +101,10 @@ TORCH_MODULE(PolicyWithValue);
 inline torch::Tensor ppo_rewards(const torch::Tensor& logp, const torch::Tensor& ref_logp, const torch::Tensor& scores,
                                  const torch::Tensor& mask, double kl_coef, const std::string& estimator = "k1") {
   // 1. Check shapes ((N, S) x3, scores (N,)), estimator k1 or k3, and that every row has a masked
-  //    token (name the row).
+  //    token (name the row). The tests look for these words:
+  //      "ppo_rewards: logp, ref_logp and mask must be (N, S) and scores (N,), got [2, 4], [2, 4], [2, 4], [3]"
+  //      "ppo_rewards: kl estimator 'k2' is not one of: k1, k3"   (std::invalid_argument)
+  //      "ppo_rewards: row 1 has no completion token"
   // 2. logr = ref_logp - logp; kl = -logr (k1) or (exp(logr) - 1) - logr (k3).
   // 3. rewards = where(mask, -kl_coef * kl, 0).
   // 4. last[n] = the index of row n's last true mask entry; rewards[n, last[n]] += scores[n].
@@ -166,7 +169,9 @@ inline std::pair<torch::Tensor, torch::Tensor> gae(const torch::Tensor& rewards,
 // (x - mean) / sqrt(var + 1e-8) over the masked entries, the variance unbiased (TRL's
 // masked_whiten); 0 outside the mask.
 inline torch::Tensor masked_whiten(const torch::Tensor& x, const torch::Tensor& mask) {
-  // n = mask.sum() (at least 2: name it otherwise); mean = sum(x m) / n;
+  // x and mask of one shape, or name both: "masked_whiten: x [2, 3] and mask [3, 2] differ".
+  // n = mask.sum() (at least 2, or name it: "masked_whiten: needs at least 2 masked entries, got 1");
+  // mean = sum(x m) / n;
   // var = sum((x - mean)^2 m) / (n - 1); where(mask, (x - mean) * rsqrt(var + 1e-8), 0).
   // BEGIN SOLUTION: masked_whiten(): mean 0 and unbiased variance 1 over the masked entries
   TORCH_CHECK(x.sizes() == mask.sizes(), "masked_whiten: x ", x.sizes(), " and mask ", mask.sizes(), " differ");
@@ -202,7 +207,8 @@ struct PpoLosses {
 inline PpoLosses ppo_losses(const torch::Tensor& logp, const torch::Tensor& values, const torch::Tensor& old_logp,
                             const torch::Tensor& old_values, const torch::Tensor& advantages,
                             const torch::Tensor& returns, const torch::Tensor& mask, const PpoOptions& options) {
-  // 1. Check every tensor is (N, S) like the mask, and the mask has a true entry.
+  // 1. Check every tensor is (N, S) like the mask, e.g. "ppo_losses: every tensor must be (N, S) like
+  //    the mask [1, 5], got [1, 4]", and the mask has a true entry: "ppo_losses: the mask selects no token".
   // 2. masked_mean(x) = sum(where(mask, x, 0)) / mask.sum().
   // 3. ratio = exp(logp - old_logp); pg = masked_mean(max(-A ratio, -A clamp(ratio, 1 - c, 1 + c))).
   // 4. v_clipped = clamp(values, old_values - c_v, old_values + c_v);

@@ -10,8 +10,9 @@
 // The trainer (trainer.h) normalises each rank's loss by the *global* number of trained tokens
 // (itself all-reduced), so each rank's gradient is its share of the global mean; the all-reduce
 // SUMs them into exactly the gradient one process would compute on the whole batch. (PyTorch's
-// DistributedDataParallel instead *averages* per-rank means, which equals the global mean only when
-// every rank has the same number of tokens: research notes, section 10.4.)
+// DistributedDataParallel instead *averages* the ranks' gradients - its docstring in
+// torch/nn/parallel/distributed.py, PyTorch 1.13: "gradients from each node are averaged" - so
+// per-rank means give the global mean only when every rank has the same number of tokens.)
 //
 // Buckets. One all-reduce per parameter would pay the per-message latency L times; flattening the
 // gradients into a few large buffers (DDP's buckets, 25 MB by default) pays it a few times. Here:

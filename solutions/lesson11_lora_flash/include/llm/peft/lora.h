@@ -189,7 +189,10 @@ inline std::vector<std::pair<std::string, std::shared_ptr<LinearImpl>>> find_lin
 // only trainable parameters left). Returns the adapted layers' names. An unmatched target is an error.
 inline std::vector<std::string> apply_lora(torch::nn::Module& model, const LoraConfig& config) {
   config.validate();
-  // 1. Find the target layers (find_linears); every name in target_modules must match at least one.
+  // 1. Find the target layers (find_linears); every name in target_modules must match at least one,
+  //    or throw naming it and the names that exist, e.g. "apply_lora: no Linear layer is called
+  //    'qkv_proj'; the model's projections are q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj,
+  //    down_proj". Check them all before changing anything: a rejected config leaves the model as it was.
   // 2. requires_grad_(false) on every parameter of the model.
   // 3. add_lora on each target (its new A and B require gradients).
   // BEGIN SOLUTION: apply_lora(): freeze everything, then a LoRA branch on every target layer

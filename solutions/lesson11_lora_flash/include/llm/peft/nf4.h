@@ -28,7 +28,7 @@
 //
 // Reference: bitsandbytes/functional.py (get_4bit_type, create_dynamic_map, quantize_4bit,
 // dequantize_4bit) and backends/default/ops.py (the quantize_4bit, quantize_blockwise kernels).
-// Golden (research notes): x = [0.1, -0.5, 1.0, 0.3] -> absmax 1.0, idx [8, 2, 15, 11],
+// Golden (worked from the table and the tie rule above): x = [0.1, -0.5, 1.0, 0.3] -> absmax 1.0, idx [8, 2, 15, 11],
 // bytes [0x82, 0xFB], dequantised [0.0795803, -0.5250731, 1.0, 0.3379152].
 #pragma once
 

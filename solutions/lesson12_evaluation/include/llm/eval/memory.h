@@ -31,7 +31,7 @@
 //                              gradient (the peak is reached when both exist)
 //
 // It is an estimate: allocator slack, temporaries inside a backward op and the batch itself are not
-// counted. benchmarks/training_memory measures resident memory against it.
+// counted. benchmarks/memory.sh measures a training step's peak resident memory against it.
 #pragma once
 
 #include <llm/common/todo.h>
