@@ -3,6 +3,7 @@
 #
 #   1. set up the machine (idempotent)                          scripts/setup.sh
 #   2. stubs and solutions cannot drift; sources are formatted  scripts/make_stubs.py --check, check_format.sh
+#      and nothing refers to a file outside the repository       scripts/check_standalone.py
 #   3. build the reference (solutions/) and the curriculum (curriculum/), once each
 #   4. run every lesson test against the stubs: each must FAIL   scripts/check_stub_results.py
 #   5. run every lesson test against the solutions: each must PASS; and the system tests: the
@@ -20,6 +21,7 @@ start=$SECONDS
 bash scripts/setup.sh
 python3 scripts/make_stubs.py --check
 bash scripts/check_format.sh
+python3 scripts/check_standalone.py
 
 echo "== build: solutions (the reference) =="
 cmake --preset solutions >/dev/null

@@ -5,7 +5,8 @@
 //
 // Precedence: the structs' defaults < the YAML file < each --set, in order. Every key must exist:
 // an unknown section or key is an error that names the nearest valid one (lesson 01's
-// apply_yaml), never a silently ignored typo (research: pipeline.md section 2). The resolved
+// apply_yaml), never a silently ignored typo (TRL refuses unknown YAML keys the same way:
+// trl/scripts/utils.py, TrlParser.parse_args_and_config). The resolved
 // configuration is printed at the start and saved in the run folder, so a folder always says how
 // it was made.
 #pragma once

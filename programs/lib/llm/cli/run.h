@@ -7,7 +7,7 @@
 //     sft/, dpo/, grpo/ ...    the later stages, each the same layout, each reading the previous final/
 //
 // A stage folder is never overwritten: a second run into it is refused unless --resume says to
-// continue it (pipeline.md: users lose work to tools that silently overwrite).
+// continue it: a tool that silently overwrites a folder loses its user's work.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -33,7 +33,8 @@ std::string prepare_stage_dir(const std::string& run, const std::string& stage, 
 // Threads for this process: `requested` if > 0, else the cores divided among the local processes
 // (LOCAL_WORLD_SIZE, set by `llm launch` and torchrun), at least 1. Sets LibTorch's intra-op
 // threads and returns the number. Two processes with two threads each on two cores run several
-// times slower than with one each (their OpenMP threads wait for each other: FACTS.md).
+// times slower than with one each: the cores are oversubscribed, and at every parallel region
+// OpenMP's threads spin waiting for a thread that has no core to run on.
 int64_t configure_threads(int64_t requested);
 
 // Appends one JSON object per line, flushed at once, so a killed run keeps every line it wrote.
