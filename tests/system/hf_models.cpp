@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 
 namespace {
 
@@ -75,21 +76,32 @@ TEST_P(HfModels, Fp32LogitsEqualTheReference) {
       << GetParam() << " (" << m.architecture << ")";
 }
 
-// A bf16 checkpoint run in bf16 ("auto": as stored) against the reference run in bf16 the way
-// transformers runs it. The two round differently in places (our RMSNorm multiplies its weight in
-// fp32 and rounds once, transformers rounds before; our attention scores and softmax are fp32
-// end to end), so they agree to bf16's precision (8 bits: a step of 0.0078 at 1.5), not bit for
-// bit. Measured over the three bf16 cases on 2026-12-07: largest difference 0.025 from the bf16
-// reference and 0.015 from the fp32 one, with logits up to ~1.5.
-TEST_P(HfModels, Bf16LogitsAgreeWithTheReferenceInBf16) {
+// A bf16 checkpoint run in bf16 ("auto": as stored) against the same weights run in fp32 by the
+// reference, next to transformers' own bf16 run of them. Two bf16 runs round differently in places
+// (our RMSNorm multiplies its weight in fp32 and rounds once, transformers rounds before; our
+// attention scores and softmax are fp32 end to end; and how a bf16 matmul accumulates depends on
+// the CPU: AMX, AVX-512 BF16 or neither), so comparing the two bf16 runs with each
+// other measures both roundings at once, and any fixed tolerance between them depends on the
+// machine. What must hold is that ours computes the fp32 function to bf16's precision, and no less
+// precisely than transformers' bf16 does: the largest |ours - fp32| is at most the largest
+// |transformers' bf16 - fp32|. Measured on 2026-12-07 on a 2-core AVX2 machine, over the three bf16
+// cases (logits up to ~1.5): ours 0.011-0.015 from fp32, transformers' bf16 0.015-0.038 (ratios
+// 0.40-0.77). The mistake it catches: RMSNorm's statistics in bf16 instead of fp32 raised ours to
+// 0.016-0.020, past transformers' on the Qwen2 case (0.0161 > 0.0148); on random weights this small
+// that mistake is near bf16's own noise, and lesson 02's tests are where it is caught for sure.
+TEST_P(HfModels, Bf16LogitsAreAsCloseToFp32AsTheReferencesBf16) {
   const auto ref = LoadReference(GetParam());
   if (!ref.logits_bf16.defined()) GTEST_SKIP() << GetParam() << " is stored in fp32";
   auto m = llm::cli::load_hf_folder(Case(GetParam()), {"auto"});
   ASSERT_EQ(m.model->model->embed_tokens->weight.scalar_type(), torch::kBFloat16) << "auto keeps the file's dtype";
   torch::NoGradGuard no_grad;
   auto logits = m.model->forward(ref.input_ids);
-  EXPECT_TRUE(AllClose(logits, ref.logits_bf16, /*rtol=*/0.02, /*atol=*/0.03)) << GetParam();
   EXPECT_TRUE(AllClose(logits, ref.logits, /*rtol=*/0.02, /*atol=*/0.02)) << GetParam() << " against fp32";
+  const double ours = (logits.to(torch::kFloat32) - ref.logits).abs().max().item<double>();
+  const double theirs = (ref.logits_bf16.to(torch::kFloat32) - ref.logits).abs().max().item<double>();
+  std::cout << GetParam() << ": largest |bf16 - fp32| ours " << ours << ", transformers' " << theirs << "\n";
+  EXPECT_LE(ours, theirs) << GetParam() << ": ours is " << ours << " from the fp32 logits, transformers' bf16 "
+                          << theirs;
 }
 
 // Decoding one token at a time through lesson 05's KV cache sees the same logits at every position
