@@ -2,6 +2,8 @@
 #include <llm/common/files.h>
 
 #include <algorithm>
+#include <fstream>
+#include <sstream>
 
 namespace llm::cli {
 
@@ -50,6 +52,18 @@ void ConfigSections::load(const std::string& yaml_path, const std::vector<std::s
     root[name][key] = value;  // a scalar: apply_yaml parses it by the field's type, as if from the file
   }
 
+  notes_.clear();
+  for (auto entry : root) {
+    YAML::Node section = entry.second;
+    if (!section.IsMap() || !section["dtype"] || !section["dtype"].IsScalar() || section["dtype"].Scalar() != "auto") {
+      continue;
+    }
+    std::string why;
+    const std::string chosen = cpu_has_bf16_instructions(&why) ? "bfloat16" : "float32";
+    section["dtype"] = chosen;
+    notes_.push_back(entry.first.Scalar() + ".dtype: auto -> " + chosen + " (" + why + ")");
+  }
+
   for (auto& s : sections_) {
     YAML::Node node = root[s.name];
     try {
@@ -71,7 +85,31 @@ std::string ConfigSections::to_yaml_string() const {
   for (const auto& s : sections_) root[s.name] = s.emit();
   YAML::Emitter out;
   out << root;
-  return std::string(out.c_str()) + "\n";
+  std::string notes;
+  for (const auto& note : notes_) notes += "# " + note + "\n";
+  return notes + out.c_str() + "\n";
+}
+
+bool cpu_has_bf16_instructions(std::string* why) {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (in && std::getline(in, line)) {
+    if (line.rfind("flags", 0) != 0) continue;
+    std::istringstream words(line.substr(line.find(':') + 1));
+    std::string flag;
+    bool avx512_bf16 = false, amx_bf16 = false;
+    while (words >> flag) {
+      avx512_bf16 |= flag == "avx512_bf16";
+      amx_bf16 |= flag == "amx_bf16";
+    }
+    *why = amx_bf16      ? "this CPU has AMX bf16 instructions"
+           : avx512_bf16 ? "this CPU has AVX512-BF16 instructions"
+                         : "this CPU has no bf16 instructions (neither avx512_bf16 nor amx_bf16), so bf16 would be "
+                           "emulated and many times slower than float32";
+    return amx_bf16 || avx512_bf16;
+  }
+  *why = "/proc/cpuinfo lists no CPU flags, so bf16 instructions cannot be assumed";
+  return false;
 }
 
 }  // namespace llm::cli

@@ -262,6 +262,43 @@ TEST_F(Config, OverridesGoThroughTheSameValidationAsTheFile) {
   EXPECT_NE(sections.to_yaml_string().find("learning_rate: 0.0003"), std::string::npos);
 }
 
+// dtype: auto is decided by the CPU, said in the resolved configuration, and never overrides a
+// dtype the user named. The mistake it catches: bf16 chosen on a CPU without bf16 instructions,
+// where it is emulated (a 250-step test pretraining took over 10 minutes instead of ~30 s).
+TEST_F(Config, AutoDtypeIsBfloat16OnlyWhereTheCpuHasBf16InstructionsAndSaysSo) {
+  llm::ModelConfig model;
+  llm::TrainConfig train;
+  llm::cli::ConfigSections sections;
+  sections.add_model("model", model);
+  sections.add("train", train);
+  std::string why;
+  const std::string expected = llm::cli::cpu_has_bf16_instructions(&why) ? "bfloat16" : "float32";
+  std::string flags;
+  {
+    std::ifstream in("/proc/cpuinfo");
+    for (std::string line; std::getline(in, line);) {
+      if (line.rfind("flags", 0) == 0) {
+        flags = line + " ";
+        break;
+      }
+    }
+  }
+  const bool listed = flags.find(" avx512_bf16 ") != std::string::npos || flags.find(" amx_bf16 ") != std::string::npos;
+  EXPECT_EQ(expected, listed ? "bfloat16" : "float32") << why;
+
+  sections.load("", {"train.dtype=auto"});
+  EXPECT_EQ(train.dtype, expected);
+  ASSERT_EQ(sections.notes().size(), 1u);
+  EXPECT_EQ(sections.notes()[0].rfind("train.dtype: auto -> " + expected + " (", 0), 0u) << sections.notes()[0];
+  EXPECT_EQ(sections.to_yaml_string().rfind("# train.dtype: auto -> " + expected, 0), 0u)
+      << "the resolved configuration, printed and saved, starts with the decision";
+
+  sections.load("", {"train.dtype=bfloat16"});
+  EXPECT_EQ(train.dtype, "bfloat16") << "a dtype the user names is kept";
+  EXPECT_TRUE(sections.notes().empty());
+  EXPECT_TRUE(ThrowsWith([&] { sections.load("", {"train.dtype=bf16"}); }, {"bf16", "float32", "bfloat16"}));
+}
+
 TEST_F(Config, UnknownKeysAndBadValuesAreErrorsThatSayWhatIsValid) {
   llm::ModelConfig model;
   llm::TrainConfig train;
