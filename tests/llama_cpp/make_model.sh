@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The model the llama.cpp tests export: the main job in miniature. Lesson 01's BPE (1,024 tokens with
 # the chat tokens) trained on the first 1 MB of data/austen, then the quick preset's model
-# (configs/quick.yaml: tiny, bf16 autocast, WSD) pretrained for 250 steps of 8 x 128 tokens - enough
+# (configs/quick.yaml: tiny, dtype auto, WSD) pretrained for 250 steps of 8 x 128 tokens - enough
 # for next-token distributions that are far from flat, so a greedy continuation does not hinge on
 # near-ties. About 30 s on two cores.
 #
