@@ -1,15 +1,14 @@
 #!/usr/bin/env python3
 """Check that the project stands on its own: nothing in it refers to a file outside it.
 
-A learner has only this repository. A comment that says "see the research notes" or a link to a
-file that is not here sends them nowhere, so every reference must be a public source (a paper, a
-repository + file + function) or a file in the repository. Two checks, over every tracked and
+A learner has only this repository. A comment that sends them to its authors' working notes, or a
+link to a file that is not here, sends them nowhere, so every reference must be a public source (a
+paper, a repository + file + function) or a file in the repository. Two checks, over every tracked and
 untracked-but-not-ignored text file (the built-in corpora under data/ are books, not ours, and are
 skipped):
 
-  1. No file names a document that only its authors had: the working notes the project was built
-     from (FACTS.md, STYLE.md, pipeline.md, interop.md, lessons06-12.md, "the research notes",
-     "the research sheet", "the sheet", "the fact sheet") or a path outside the checkout (../shared/, /work/).
+  1. No file names a document that only the project's authors had (the working notes' file names
+     and the phrases that cite them: the pattern OUTSIDE below) or a path outside the checkout.
   2. Every relative link in a Markdown file, [text](path) or [text](path#anchor), names a file or
      folder that exists, resolved from the Markdown file's own folder and inside the repository.
 
